@@ -1,0 +1,3 @@
+from pulzar.cli import main
+
+main()

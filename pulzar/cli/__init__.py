@@ -1,0 +1,27 @@
+"""The `pulzar` command: servers (up, master, volume) and client commands."""
+
+from __future__ import annotations
+
+import click
+
+from pulzar import __version__
+from pulzar.cli.keys import get, ls, put, rm, stat
+from pulzar.cli.servers import master, up, volume
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="pulzar")
+def cli() -> None:
+    """Pulzar: a distributed key-value/blob store and job system.
+
+    Start a local cluster with `pulzar up`, then store and read values with
+    `pulzar put` and `pulzar get`, or over HTTP with curl.
+    """
+
+
+for command in (up, master, volume, put, get, rm, ls, stat):
+    cli.add_command(command)
+
+
+def main() -> None:
+    cli(prog_name="pulzar")

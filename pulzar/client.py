@@ -1,0 +1,187 @@
+"""The Python client of Pulzar.
+
+    from pulzar.client import Client
+    c = Client("http://127.0.0.1:31414")
+    c.put("/configs/app.toml", b"debug = true\n")
+    c.get("/configs/app.toml")           # b"debug = true\n"
+    for entry in c.list("/configs/"):    # every page, lazily
+        print(entry["key"], entry["size"])
+
+Errors are the exceptions of `pulzar.core.errors` (`KeyNotFound`, `Conflict`, ...), mapped from
+the HTTP status in one place (`_raise_for`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import IO, Any
+from urllib.parse import quote
+
+import httpx
+
+from pulzar.core.config import DEFAULT_MASTER_URL
+from pulzar.core.errors import PulzarError, Unavailable, error_for_status
+from pulzar.core.keys import validate_key
+
+Body = bytes | str | IO[bytes] | Iterable[bytes]
+
+
+def _path(key: str) -> str:
+    return quote(validate_key(key), safe="/")
+
+
+class Client:
+    """A synchronous client. `master` is the master's URL; `token` a bearer token if required."""
+
+    def __init__(
+        self, master: str = DEFAULT_MASTER_URL, token: str | None = None, timeout: float = 60.0
+    ) -> None:
+        self.master = master.rstrip("/")
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self._http = httpx.Client(timeout=timeout, headers=headers, follow_redirects=False)
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- plumbing -------------------------------------------------------------------------
+
+    def _send(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
+        try:
+            return self._http.request(method, url, **kwargs)
+        except httpx.TransportError as exc:
+            raise Unavailable(
+                f"cannot reach {url.split('/', 3)[2] if '//' in url else url}: {exc} "
+                "(is the cluster running? start one with `pulzar up`)"
+            ) from exc
+
+    @staticmethod
+    def _raise_for(response: httpx.Response, key_request: bool = False) -> None:
+        if response.status_code < 400:
+            return
+        try:
+            message = str(response.json().get("msg") or response.reason_phrase)
+        except (ValueError, AttributeError):
+            message = response.reason_phrase or f"HTTP {response.status_code}"
+        raise error_for_status(response.status_code, message, key_request=key_request)
+
+    def _json(self, method: str, path: str, key_request: bool = False, **kwargs: Any) -> Any:
+        response = self._send(method, self.master + path, **kwargs)
+        self._raise_for(response, key_request)
+        try:
+            return response.json()["data"]
+        except (ValueError, KeyError) as exc:
+            raise PulzarError(f"unexpected answer from {path}: {response.text[:200]}") from exc
+
+    def _location(self, key: str) -> str:
+        response = self._send("GET", f"{self.master}/get_key{_path(key)}")
+        self._raise_for(response, key_request=True)
+        if response.status_code != 307:
+            raise PulzarError(f"expected a redirect for {key}, got {response.status_code}")
+        return response.headers["Location"]
+
+    # -- keys -----------------------------------------------------------------------------
+
+    def put(
+        self,
+        key: str,
+        data: Body,
+        *,
+        ttl_days: float | None = None,
+        content_type: str = "application/octet-stream",
+        create_only: bool = False,
+        if_match: str | int | None = None,
+        size: int | None = None,
+    ) -> dict[str, Any]:
+        """Store `data` (bytes, str, a binary file or an iterator of bytes) under `key`.
+
+        Returns the 201's data (`url`, `version`). `create_only` raises `Conflict` when the
+        key exists; `if_match` (an ETag or a version) raises `PreconditionFailed` on mismatch.
+        """
+        params: dict[str, Any] = {}
+        if ttl_days is not None:
+            params["temporal"] = ttl_days
+        if size is not None:
+            params["size"] = size
+        elif isinstance(data, bytes | str):
+            params["size"] = len(data.encode() if isinstance(data, str) else data)
+        headers = {"Content-Type": content_type}
+        if create_only:
+            headers["If-None-Match"] = "*"
+        if if_match is not None:
+            headers["If-Match"] = str(if_match)
+        node = self._json("GET", f"/get_node{_path(key)}", params=params, headers=headers)
+        content = data.encode() if isinstance(data, str) else data
+        response = self._send("PUT", node["node"], content=content, headers=headers)
+        self._raise_for(response)
+        return dict(response.json()["data"])
+
+    def get(self, key: str) -> bytes:
+        """The bytes of `key`; raises `KeyNotFound` when it does not exist."""
+        response = self._send("GET", self._location(key))
+        self._raise_for(response, key_request=True)
+        return response.content
+
+    @contextlib.contextmanager
+    def get_stream(self, key: str, chunk_size: int = 1024 * 1024) -> Iterator[Iterator[bytes]]:
+        """`with client.get_stream(key) as chunks:` iterate the value with bounded memory."""
+        url = self._location(key)
+        try:
+            with self._http.stream("GET", url) as response:
+                if response.status_code >= 400:
+                    response.read()
+                    self._raise_for(response, key_request=True)
+                yield response.iter_bytes(chunk_size)
+        except httpx.TransportError as exc:
+            raise Unavailable(f"transfer of {key} failed: {exc}") from exc
+
+    def download(self, key: str, path: str | Path) -> int:
+        """Write `key` to the file `path`; return the number of bytes."""
+        total = 0
+        with self.get_stream(key) as chunks, open(path, "wb") as out:
+            for chunk in chunks:
+                out.write(chunk)
+                total += len(chunk)
+        return total
+
+    def delete(self, key: str) -> None:
+        self._json("DELETE", f"/delete_key{_path(key)}", key_request=True)
+
+    def stat(self, key: str) -> dict[str, Any]:
+        return dict(self._json("GET", f"/stat_key{_path(key)}", key_request=True))
+
+    def list(self, prefix: str = "", page_size: int = 1000) -> Iterator[dict[str, Any]]:
+        """Every live key starting with `prefix`, in key order, fetched a page at a time."""
+        after: str | None = None
+        while True:
+            params: dict[str, Any] = {"limit": page_size}
+            if after:
+                params["after"] = after
+            page = self._json("GET", f"/list_keys/{quote(prefix.lstrip('/'))}", params=params)
+            yield from page["keys"]
+            after = page["next"]
+            if not after:
+                return
+
+    # -- cluster --------------------------------------------------------------------------
+
+    def network(self) -> list[dict[str, Any]]:
+        return list(self._json("GET", "/admin/network"))
+
+    def status(self) -> dict[str, Any]:
+        return dict(self._json("GET", "/admin/status"))
+
+
+def copy_stream(chunks: Iterable[bytes], out: IO[bytes]) -> int:
+    total = 0
+    for chunk in chunks:
+        out.write(chunk)
+        total += len(chunk)
+    return total

@@ -1,0 +1,1 @@
+"""Pure building blocks: keys, errors, config, tickets, placement. No I/O, no HTTP."""

@@ -1,0 +1,139 @@
+"""Signed, expiring tickets and internal request signatures (DESIGN.md sections 2 and 9).
+
+A ticket is `base64url(json payload) + "." + base64url(hmac-sha256)` made with the cluster
+secret. The master hands write tickets in its 307 answers; a volume checks the signature and the
+expiry (with a margin for clock skew) before it takes a byte of the body.
+
+Internal requests (heartbeats, commits, deletes) carry `X-Pulzar-Signature: <ts>.<hmac>` over
+the method, the path with its query and the timestamp, so the secret itself never travels.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from pulzar.core.errors import Forbidden, Unauthorized
+
+CLOCK_SKEW = 30.0
+SIGNATURE_HEADER = "X-Pulzar-Signature"
+
+
+def new_secret() -> str:
+    return secrets.token_urlsafe(32)
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def _mac(secret: str, message: bytes) -> bytes:
+    return hmac.new(secret.encode("utf-8"), message, hashlib.sha256).digest()
+
+
+@dataclass(frozen=True, slots=True)
+class WriteTicket:
+    """Permission to store one version of one key on the listed volumes."""
+
+    key: str
+    version: int
+    #: Node ids of the replicas, primary first.
+    nodes: tuple[str, ...]
+    #: Their URLs, in the same order (the primary forwards to the others).
+    urls: tuple[str, ...]
+    #: Epoch seconds after which the ticket is refused.
+    expires_at: float
+    #: Lifetime of the value in seconds (`?temporal=DAYS`), or None for no expiry.
+    ttl: float | None = None
+    #: Condition checked atomically at commit: "" none, "*" create-only, "etag:<hex>",
+    #: "version:<n>" or "exists" (If-Match: *).
+    condition: str = ""
+    request_id: str = ""
+    #: When the key was first created (kept over overwrites); None for a new key.
+    created: float | None = None
+
+    def to_payload(self) -> dict[str, Any]:
+        return {
+            "k": self.key,
+            "v": self.version,
+            "n": list(self.nodes),
+            "u": list(self.urls),
+            "x": self.expires_at,
+            "t": self.ttl,
+            "c": self.condition,
+            "i": self.request_id,
+            "cr": self.created,
+        }
+
+    @classmethod
+    def from_payload(cls, p: dict[str, Any]) -> WriteTicket:
+        return cls(
+            key=str(p["k"]),
+            version=int(p["v"]),
+            nodes=tuple(str(n) for n in p["n"]),
+            urls=tuple(str(u) for u in p["u"]),
+            expires_at=float(p["x"]),
+            ttl=None if p.get("t") is None else float(p["t"]),
+            condition=str(p.get("c", "")),
+            request_id=str(p.get("i", "")),
+            created=None if p.get("cr") is None else float(p["cr"]),
+        )
+
+
+def sign_ticket(secret: str, ticket: WriteTicket) -> str:
+    body = orjson.dumps(ticket.to_payload())
+    return _b64(body) + "." + _b64(_mac(secret, b"write:" + body))
+
+
+def verify_ticket(secret: str, token: str | None, now: float) -> WriteTicket:
+    """Check a write ticket; raise `Unauthorized` when missing, `Forbidden` when bad or expired."""
+    if not token:
+        raise Unauthorized("this write needs a ticket: send the PUT to the master, which redirects")
+    try:
+        body_text, sig_text = token.split(".", 1)
+        body, sig = _unb64(body_text), _unb64(sig_text)
+    except (ValueError, binascii.Error):
+        raise Forbidden("write ticket is malformed") from None
+    if not hmac.compare_digest(sig, _mac(secret, b"write:" + body)):
+        raise Forbidden("write ticket signature does not match")
+    try:
+        ticket = WriteTicket.from_payload(orjson.loads(body))
+    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+        raise Forbidden("write ticket is malformed") from None
+    if now > ticket.expires_at + CLOCK_SKEW:
+        raise Forbidden("write ticket has expired: ask the master for a new one")
+    return ticket
+
+
+def sign_request(secret: str, method: str, path_qs: str, now: float) -> str:
+    stamp = f"{now:.3f}"
+    message = f"{stamp}\n{method.upper()}\n{path_qs}".encode()
+    return stamp + "." + _b64(_mac(secret, message))
+
+
+def verify_request(secret: str, header: str | None, method: str, path_qs: str, now: float) -> None:
+    """Check an internal request's signature; raise `Forbidden` unless it is fresh and right."""
+    if not header:
+        raise Unauthorized("internal endpoint: cluster signature required")
+    stamp, _, sig_text = header.rpartition(".")
+    try:
+        when = float(stamp)
+        sig = _unb64(sig_text)
+    except (ValueError, binascii.Error):
+        raise Forbidden("cluster signature is malformed") from None
+    message = f"{stamp}\n{method.upper()}\n{path_qs}".encode()
+    if not hmac.compare_digest(sig, _mac(secret, message)):
+        raise Forbidden("cluster signature does not match: is the cluster secret the same?")
+    if abs(now - when) > CLOCK_SKEW * 2:
+        raise Forbidden("cluster signature is too old or from the future (check the clocks)")

@@ -1,0 +1,78 @@
+"""The JSON envelope and the one place where errors become HTTP statuses."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from pulzar.core.errors import BadRequest, PulzarError
+
+log = logging.getLogger("pulzar.http")
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+REQUEST_ID = "X-Request-Id"
+
+
+def envelope(data: Any = None, msg: str = "ok", status: int = 200, ok: bool = True) -> web.Response:
+    """`{"data": ..., "status": "ok"|"ko", "msg": ...}` as the body of an answer."""
+    body = orjson.dumps({"data": data, "status": "ok" if ok else "ko", "msg": msg})
+    return web.Response(body=body, status=status, content_type="application/json")
+
+
+def error_response(status: int, msg: str) -> web.Response:
+    return envelope(None, msg, status=status, ok=False)
+
+
+def request_id(request: web.Request) -> str:
+    """The id this request is logged under: from the 307 (`rid=`), a header, or new."""
+    return request.query.get("rid") or request.headers.get(REQUEST_ID) or secrets.token_hex(6)
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except PulzarError as exc:
+        if exc.status >= 500:
+            log.warning("%s %s -> %d %s", request.method, request.path, exc.status, exc.message)
+        return error_response(exc.status, exc.message)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        reason = {404: "no such route", 405: "method not allowed for this route"}.get(
+            exc.status, exc.reason
+        )
+        return error_response(exc.status, f"{reason}: {request.method} {request.path}")
+    except (ConnectionResetError, web.RequestPayloadError) as exc:
+        log.info("%s %s: client went away: %s", request.method, request.path, exc)
+        return error_response(400, f"request body was cut short: {exc}")
+    except Exception:
+        log.exception("%s %s failed", request.method, request.path)
+        return error_response(500, "internal error (logged on the server)")
+
+
+def query_int(
+    request: web.Request,
+    name: str,
+    default: int | None = None,
+    *,
+    minimum: int = 0,
+    maximum: int | None = None,
+) -> int | None:
+    """An integer query parameter, or a 400 that names it."""
+    raw = request.query.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise BadRequest(f"'{name}' must be an integer, got {raw!r}") from None
+    if value < minimum or (maximum is not None and value > maximum):
+        upper = f" and {maximum}" if maximum is not None else ""
+        raise BadRequest(f"'{name}' must be between {minimum}{upper}, got {value}")
+    return value

@@ -1,0 +1,44 @@
+"""Running an aiohttp application as a server process (uvloop, signals, access log)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+
+from aiohttp import web
+
+ACCESS_LOG_FORMAT = '%a "%r" %s %b %Tfs rid=%{X-Request-Id}o'
+
+
+def setup_logging(level: str = "INFO") -> None:
+    logging.basicConfig(
+        level=level,
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+        stream=sys.stderr,
+    )
+
+
+def new_loop() -> asyncio.AbstractEventLoop:
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is a dependency off Windows
+        return asyncio.new_event_loop()
+    return uvloop.new_event_loop()
+
+
+def serve(app: web.Application, host: str, port: int, *, access_log: bool) -> None:
+    """Serve until SIGINT or SIGTERM; in-flight requests get a few seconds to finish."""
+    loop = new_loop()
+    asyncio.set_event_loop(loop)
+    web.run_app(
+        app,
+        host=host,
+        port=port,
+        loop=loop,
+        print=None,
+        access_log=logging.getLogger("pulzar.access") if access_log else None,
+        access_log_format=ACCESS_LOG_FORMAT,
+        shutdown_timeout=5.0,
+        handle_signals=True,
+    )

@@ -1,0 +1,206 @@
+"""The master's HTTP routes: parse, call `MasterService`, map the answer. Nothing more."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import orjson
+from aiohttp import WSMsgType, web
+
+from pulzar.core.errors import BadRequest, NotFound
+from pulzar.http.internal import check_signed
+from pulzar.http.keys import condition_from, key_from, prefix_from, ttl_days_from
+from pulzar.http.responses import envelope, query_int, request_id
+from pulzar.master.service import MasterService
+from pulzar.master.views import key_json
+from pulzar.storage.records import ValueMeta
+
+SERVICE = web.AppKey("service", MasterService)
+CONNECTIONS = web.AppKey("connections", dict)
+# Bodies up to this size that arrive with a PUT anyway are drained (the connection is kept);
+# larger ones make the master close the connection after its 307, so they are not read twice.
+DRAIN_LIMIT = 1024 * 1024
+
+routes = web.RouteTableDef()
+
+
+def _svc(request: web.Request) -> MasterService:
+    return request.app[SERVICE]
+
+
+async def _no_continue(request: web.Request) -> None:
+    """Answer `Expect: 100-continue` with the 307 itself: the body goes to the volume only."""
+    return None
+
+
+async def put_key(request: web.Request, route: str) -> web.Response:
+    key = key_from(request, route)
+    plan = await _svc(request).plan_write(
+        key,
+        size=request.content_length,
+        ttl_days=ttl_days_from(request),
+        replicas=query_int(request, "replicas", None, minimum=1, maximum=16),
+        condition=condition_from(request),
+        request_id=request_id(request),
+        now=time.time(),
+    )
+    response = web.Response(status=307, headers={"Location": plan.url})
+    if request.headers.get("Expect") or (request.content_length or DRAIN_LIMIT + 1) > DRAIN_LIMIT:
+        if request.content_length != 0:
+            response.force_close()
+    return response
+
+
+@routes.get("/get_key/{key:.*}")
+async def get_key(request: web.Request) -> web.Response:
+    url, _ = _svc(request).locate(key_from(request, "/get_key"), time.time())
+    return web.Response(status=307, headers={"Location": url})
+
+
+@routes.delete("/delete_key/{key:.*}")
+async def delete_key(request: web.Request) -> web.Response:
+    await _svc(request).delete(key_from(request, "/delete_key"), time.time())
+    return envelope(None, "key deleted")
+
+
+@routes.get("/get_node/{key:.*}")
+async def get_node(request: web.Request) -> web.Response:
+    key = key_from(request, "/get_node")
+    plan = await _svc(request).plan_write(
+        key,
+        size=query_int(request, "size", None),
+        ttl_days=ttl_days_from(request),
+        replicas=query_int(request, "replicas", None, minimum=1, maximum=16),
+        condition=condition_from(request),
+        request_id=request_id(request),
+        now=time.time(),
+    )
+    return envelope({"node": plan.url, "version": plan.ticket.version})
+
+
+@routes.get("/list_keys")
+@routes.get("/list_keys/{prefix:.*}")
+async def list_keys(request: web.Request) -> web.Response:
+    prefix = prefix_from(request, "/list_keys")
+    limit = query_int(request, "limit", 1000, minimum=1, maximum=10000)
+    assert limit is not None
+    after = request.query.get("after") or None
+    records, next_token = _svc(request).index.list(prefix, after, limit, time.time())
+    return envelope({"keys": [key_json(r.meta) for r in records], "next": next_token})
+
+
+@routes.get("/stat_key/{key:.*}")
+async def stat_key(request: web.Request) -> web.Response:
+    svc = _svc(request)
+    record = svc.record(key_from(request, "/stat_key"), time.time())
+    return envelope(svc.describe(record))
+
+
+@routes.get("/admin/status")
+async def admin_status(request: web.Request) -> web.Response:
+    return envelope(_svc(request).index.stat())
+
+
+@routes.get("/admin/network")
+async def admin_network(request: web.Request) -> web.Response:
+    return envelope([n.to_json() for n in _svc(request).nodes.all()])
+
+
+@routes.get("/admin/network/{node}")
+async def admin_node(request: web.Request) -> web.Response:
+    node = _svc(request).nodes.get(request.match_info["node"])
+    if node is None:
+        raise NotFound(f"no node with id or name {request.match_info['node']!r}")
+    return envelope(node.to_json())
+
+
+@routes.get("/health")
+async def health(request: web.Request) -> web.Response:
+    svc = _svc(request)
+    live = len(svc.nodes.live())
+    if svc.healthy():
+        return envelope({"live_volumes": live}, "healthy")
+    return envelope({"live_volumes": live}, "no live volume", status=503, ok=False)
+
+
+# -- internal, signed with the cluster secret ----------------------------------------------
+
+
+async def _signed_json(request: web.Request) -> dict[str, Any]:
+    check_signed(request, _svc(request).secret)
+    try:
+        body = orjson.loads(await request.read())
+    except orjson.JSONDecodeError:
+        raise BadRequest("body is not JSON") from None
+    if not isinstance(body, dict):
+        raise BadRequest("body must be a JSON object")
+    return body
+
+
+@routes.post("/internal/commit")
+async def commit(request: web.Request) -> web.Response:
+    body = await _signed_json(request)
+    try:
+        meta = ValueMeta(
+            key=str(body["key"]),
+            version=int(body["version"]),
+            size=int(body["size"]),
+            checksum=bytes.fromhex(body["checksum"]),
+            content_type=str(body["content_type"]),
+            created=float(body["created"]),
+            modified=float(body["modified"]),
+            expires=None if body.get("expires") is None else float(body["expires"]),
+        )
+        nodes = tuple(str(n) for n in body["nodes"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise BadRequest(f"malformed commit: {exc}") from None
+    result = await _svc(request).commit(meta, nodes, str(body.get("condition", "")), time.time())
+    return envelope({"applied": result.applied})
+
+
+@routes.post("/internal/lookup")
+async def lookup(request: web.Request) -> web.Response:
+    """Which of the given (key, version) pairs are the current version in the index."""
+    body = await _signed_json(request)
+    svc, now = _svc(request), time.time()
+    current = []
+    for key, version in body.get("values", []):
+        record = svc.index.get(str(key), now)
+        current.append(record is not None and record.meta.version == int(version))
+    return envelope({"current": current})
+
+
+@routes.get("/internal/heartbeat")
+async def heartbeat(request: web.Request) -> web.WebSocketResponse:
+    """A volume's heartbeat connection: one JSON message per beat; closing it means death."""
+    svc = _svc(request)
+    check_signed(request, svc.secret)
+    ws = web.WebSocketResponse()
+    await ws.prepare(request)
+    node_id = None
+    connections = request.app[CONNECTIONS]
+    try:
+        async for msg in ws:
+            if msg.type not in (WSMsgType.TEXT, WSMsgType.BINARY):
+                continue
+            node = svc.heartbeat(orjson.loads(msg.data), time.time())
+            if node_id is None:
+                node_id = node.id
+                connections[node_id] = ws
+            await ws.send_bytes(orjson.dumps({"ok": True, "node": node.id}))
+    finally:
+        if node_id is not None and connections.get(node_id) is ws:
+            del connections[node_id]
+            svc.nodes.disconnected(node_id)
+    return ws
+
+
+def add_routes(app: web.Application) -> None:
+    for route in ("/add_key", "/get_node"):
+
+        async def handler(request: web.Request, route: str = route) -> web.Response:
+            return await put_key(request, route)
+
+        app.router.add_route("PUT", route + "/{key:.*}", handler, expect_handler=_no_continue)
+    app.add_routes(routes)

@@ -1,0 +1,146 @@
+"""The node registry: which volumes exist, how full they are, and whether they are alive.
+
+States move alive -> suspect -> dead when heartbeats stop (`tick(now)`), and straight to dead
+when a node's heartbeat connection drops (a process that died). A heartbeat makes a node alive
+again. Time is a parameter: the runner calls `tick` with the clock, tests with any number.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+
+class NodeState(StrEnum):
+    ALIVE = "alive"
+    SUSPECT = "suspect"
+    DEAD = "dead"
+
+
+@dataclass
+class Node:
+    id: str
+    name: str
+    url: str
+    state: NodeState = NodeState.ALIVE
+    last_seen: float = 0.0
+    registered_at: float = 0.0
+    #: Data-disk use in percent (of `[volume] max_bytes` when the volume has one).
+    percent: float = 0.0
+    load: float = 0.0
+    used_bytes: int = 0
+    free_bytes: int = 0
+    capacity: int = 0
+    keys: int = 0
+    running_jobs: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def alive(self) -> bool:
+        return self.state is NodeState.ALIVE
+
+    def to_json(self) -> dict[str, Any]:
+        """The shape of /admin/network: the original's fields first (`synch` = alive)."""
+        return {
+            "node": self.name,
+            "id": self.id,
+            "url": self.url,
+            "percent": round(self.percent, 2),
+            "load": round(self.load, 2),
+            "synch": self.alive,
+            "state": self.state.value,
+            "last_seen": self.last_seen,
+            "used_bytes": self.used_bytes,
+            "free_bytes": self.free_bytes,
+            "capacity": self.capacity,
+            "keys": self.keys,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Heartbeat:
+    node_id: str
+    name: str
+    url: str
+    percent: float = 0.0
+    load: float = 0.0
+    used_bytes: int = 0
+    free_bytes: int = 0
+    capacity: int = 0
+    keys: int = 0
+
+    @classmethod
+    def from_json(cls, body: dict[str, Any]) -> Heartbeat:
+        return cls(
+            node_id=str(body["node_id"]),
+            name=str(body.get("name") or body["node_id"]),
+            url=str(body["url"]).rstrip("/"),
+            percent=float(body.get("percent", 0.0)),
+            load=float(body.get("load", 0.0)),
+            used_bytes=int(body.get("used_bytes", 0)),
+            free_bytes=int(body.get("free_bytes", 0)),
+            capacity=int(body.get("capacity", 0)),
+            keys=int(body.get("keys", 0)),
+        )
+
+
+class NodeRegistry:
+    def __init__(self, suspect_after: float, dead_after: float) -> None:
+        self.suspect_after = suspect_after
+        self.dead_after = dead_after
+        self._nodes: dict[str, Node] = {}
+
+    def heartbeat(self, beat: Heartbeat, now: float) -> Node:
+        """Register the node or refresh it; a heartbeat always makes it alive."""
+        node = self._nodes.get(beat.node_id)
+        if node is None:
+            node = Node(id=beat.node_id, name=beat.name, url=beat.url, registered_at=now)
+            self._nodes[beat.node_id] = node
+        node.name, node.url = beat.name, beat.url
+        node.percent, node.load = beat.percent, beat.load
+        node.used_bytes, node.free_bytes, node.capacity = (
+            beat.used_bytes,
+            beat.free_bytes,
+            beat.capacity,
+        )
+        node.keys = beat.keys
+        node.last_seen = now
+        node.state = NodeState.ALIVE
+        return node
+
+    def disconnected(self, node_id: str) -> None:
+        """The node's heartbeat connection dropped: treat it as dead until it is back."""
+        node = self._nodes.get(node_id)
+        if node is not None:
+            node.state = NodeState.DEAD
+
+    def tick(self, now: float) -> list[Node]:
+        """Move silent nodes to suspect, then dead; return the nodes whose state changed."""
+        changed = []
+        for node in self._nodes.values():
+            silent = now - node.last_seen
+            if silent >= self.dead_after:
+                state = NodeState.DEAD
+            elif silent >= self.suspect_after:
+                state = NodeState.SUSPECT
+            else:
+                continue
+            if node.state is not state and not (
+                node.state is NodeState.DEAD and state is NodeState.SUSPECT
+            ):
+                node.state = state
+                changed.append(node)
+        return changed
+
+    def get(self, id_or_name: str) -> Node | None:
+        node = self._nodes.get(id_or_name)
+        if node is not None:
+            return node
+        return next((n for n in self._nodes.values() if n.name == id_or_name), None)
+
+    def all(self) -> list[Node]:
+        return sorted(self._nodes.values(), key=lambda n: n.name)
+
+    def live(self) -> list[Node]:
+        return [n for n in self._nodes.values() if n.alive]

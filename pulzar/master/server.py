@@ -1,0 +1,90 @@
+"""Assembling the master process: config -> index, registry, service, app, background loops."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+
+from aiohttp import web
+
+from pulzar.core.config import Config, data_path
+from pulzar.core.tickets import new_secret
+from pulzar.http.responses import error_middleware
+from pulzar.master.app import CONNECTIONS, SERVICE, add_routes
+from pulzar.master.nodes import NodeRegistry
+from pulzar.master.service import MasterService
+from pulzar.storage.index import Index
+
+log = logging.getLogger(__name__)
+
+SECRET_FILE = "cluster.secret"
+
+
+def cluster_secret(config: Config, data_dir: Path) -> str:
+    """The configured secret, else the one stored in the data directory, else a new one
+    (written with mode 0600). Never a default."""
+    if config.security.cluster_secret:
+        return config.security.cluster_secret
+    path = data_dir / SECRET_FILE
+    if path.exists():
+        return path.read_text().strip()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    secret = new_secret()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(secret + "\n")
+    return secret
+
+
+async def every(seconds: float, step: Callable[[float], Awaitable[object]], name: str) -> None:
+    """Run `step(now)` every `seconds` until cancelled; a failing step is logged, not fatal."""
+    while True:
+        await asyncio.sleep(seconds)
+        try:
+            await step(time.time())
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("%s failed", name)
+
+
+def create_app(config: Config) -> web.Application:
+    data_dir = data_path(config.server.data)
+    secret = cluster_secret(config, data_dir)
+    index = Index(data_dir / "index", map_size_gb=config.storage.map_size_gb)
+    nodes = NodeRegistry(config.timers.suspect_after, config.timers.dead_after)
+    service = MasterService(config, index, nodes, secret)
+
+    app = web.Application(middlewares=[error_middleware], client_max_size=1024**2)
+    app[SERVICE] = service
+    app[CONNECTIONS] = {}
+    add_routes(app)
+
+    async def tick(now: float) -> None:
+        for node in nodes.tick(now):
+            log.warning("node %s (%s) is now %s", node.name, node.id, node.state.value)
+
+    async def background(app: web.Application) -> AsyncIterator[None]:
+        tasks = [
+            asyncio.ensure_future(every(config.timers.heartbeat / 2, tick, "node check")),
+            asyncio.ensure_future(
+                every(config.timers.ttl_sweep, service.sweep_expired, "TTL sweep")
+            ),
+        ]
+        log.info("master listening on %s (data in %s)", config.master_url, data_dir)
+        yield
+        for task in tasks:
+            task.cancel()
+        for ws in list(app[CONNECTIONS].values()):
+            with contextlib.suppress(Exception):
+                await ws.close()
+        await service.volumes.close()
+        index.close()
+
+    app.cleanup_ctx.append(background)
+    return app

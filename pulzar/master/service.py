@@ -1,0 +1,190 @@
+"""The master's service object: plans writes, locates reads, commits, deletes, sweeps.
+
+It knows nothing of HTTP requests; `app.py` parses, calls these methods and maps the result.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote
+
+from pulzar.core.config import Config
+from pulzar.core.errors import BadRequest, KeyNotFound, NoLiveVolume, PayloadTooLarge
+from pulzar.core.placement import Candidate, place
+from pulzar.core.tickets import WriteTicket, sign_ticket
+from pulzar.master.nodes import Heartbeat, Node, NodeRegistry
+from pulzar.master.views import key_json
+from pulzar.master.volumes import VolumeCalls
+from pulzar.storage.index import CommitResult, Index, check_condition
+from pulzar.storage.records import KeyRecord, ValueMeta
+
+log = logging.getLogger(__name__)
+
+DAY = 86400.0
+
+
+@dataclass(frozen=True, slots=True)
+class WritePlan:
+    """Where a write goes: the primary volume's URL (with its ticket) and the ticket itself."""
+
+    url: str
+    ticket: WriteTicket
+
+
+class MasterService:
+    def __init__(self, config: Config, index: Index, nodes: NodeRegistry, secret: str) -> None:
+        self.config = config
+        self.index = index
+        self.nodes = nodes
+        self.secret = secret
+        self.volumes = VolumeCalls(secret)
+        self.max_bytes = config.general.maxsize * 1024 * 1024
+
+    # -- writes ---------------------------------------------------------------------------
+
+    def replicas_for(self, requested: int | None) -> int:
+        if requested:
+            return requested
+        if self.config.general.replicas:
+            return self.config.general.replicas
+        return 2 if len(self.nodes.live()) >= 2 else 1
+
+    def choose_nodes(self, key: str, size: int, copies: int) -> list[Node]:
+        """`copies` live nodes with room for `size` bytes, by weighted rendezvous hashing."""
+        live = {n.id: n for n in self.nodes.live() if n.free_bytes > size and n.percent < 100}
+        if len(live) < copies:
+            have = len(live)
+            raise NoLiveVolume(
+                f"{copies} copies asked but {have} live volume{'s' if have != 1 else ''} with room"
+            )
+        candidates = [Candidate(n.id, float(n.free_bytes)) for n in live.values()]
+        return [live[node_id] for node_id in place(key, candidates, copies)]
+
+    async def plan_write(
+        self,
+        key: str,
+        *,
+        size: int | None,
+        ttl_days: float | None,
+        replicas: int | None,
+        condition: str,
+        request_id: str,
+        now: float,
+    ) -> WritePlan:
+        """Check what can be checked before the upload and pick the volumes and the version.
+
+        The condition is checked here to fail early, and again atomically at commit.
+        """
+        if size is not None and size > self.max_bytes:
+            raise PayloadTooLarge(
+                f"value of {size} bytes is over the limit of {self.config.general.maxsize} MiB"
+            )
+        current = self.index.get(key, now)
+        check_condition(condition, current)
+        copies = self.replicas_for(replicas)
+        chosen = self.choose_nodes(key, size or 0, copies)
+        ticket = WriteTicket(
+            key=key,
+            version=await self.index.next_version(),
+            nodes=tuple(n.id for n in chosen),
+            urls=tuple(n.url for n in chosen),
+            expires_at=now + self.config.security.ticket_ttl,
+            ttl=None if ttl_days is None else ttl_days * DAY,
+            condition=condition,
+            request_id=request_id,
+            created=current.meta.created if current is not None else None,
+        )
+        url = f"{chosen[0].url}/add_key{quote(key)}?t={sign_ticket(self.secret, ticket)}"
+        if request_id:
+            url += f"&rid={request_id}"
+        return WritePlan(url, ticket)
+
+    async def commit(
+        self, meta: ValueMeta, nodes: tuple[str, ...], condition: str, now: float
+    ) -> CommitResult:
+        """Record a value that volumes hold durably; delete copies it makes obsolete."""
+        if not nodes:
+            raise BadRequest("a commit must name the nodes holding the value")
+        result = await self.index.commit(KeyRecord(meta, nodes), condition, now)
+        if result.applied and result.previous is not None:
+            # Nodes that also hold the new version drop the old one themselves on finalize.
+            stale = [n for n in result.previous.nodes if n not in nodes]
+            self._delete_copies(result.previous, stale)
+        return result
+
+    def _delete_copies(self, record: KeyRecord, node_ids: list[str] | tuple[str, ...]) -> None:
+        targets = []
+        for node_id in node_ids:
+            node = self.nodes.get(node_id)
+            if node is not None:
+                targets.append((node.url, record.meta.key, record.meta.version))
+        self.volumes.delete_later(targets)
+
+    async def delete(self, key: str, now: float) -> KeyRecord:
+        """Durably remove `key` from the index (tombstone first), then from the volumes."""
+        record = await self.index.delete(key, await self.index.next_version(), now)
+        self._delete_copies(record, record.nodes)
+        return record
+
+    async def sweep_expired(self, now: float) -> int:
+        """Reclaim keys whose TTL has passed (they already read as missing). Returns a count."""
+        done = 0
+        for key, _ in self.index.expired(now):
+            try:
+                record = await self.index.delete(
+                    key, await self.index.next_version(), now, expired_only=True
+                )
+            except KeyNotFound:
+                continue
+            self._delete_copies(record, record.nodes)
+            done += 1
+        return done
+
+    # -- reads ----------------------------------------------------------------------------
+
+    def record(self, key: str, now: float) -> KeyRecord:
+        record = self.index.get(key, now)
+        if record is None:
+            raise KeyNotFound(f"key not found: {key}")
+        return record
+
+    def locate(self, key: str, now: float) -> tuple[str, KeyRecord]:
+        """The URL of a live copy of `key`'s current version."""
+        record = self.record(key, now)
+        for node_id in record.nodes:
+            node = self.nodes.get(node_id)
+            if node is not None and node.alive:
+                return f"{node.url}/get_key{quote(key)}?v={record.meta.version}", record
+        raise NoLiveVolume(f"no live volume holds {key} right now")
+
+    def describe(self, record: KeyRecord) -> dict[str, Any]:
+        """The /stat_key view of a record, replicas included."""
+        body = key_json(record.meta)
+        body.update(
+            etag=record.meta.etag,
+            checksum="sha256:" + record.meta.etag,
+            content_type=record.meta.content_type,
+            replicas=[self._replica_json(n) for n in record.nodes],
+        )
+        return body
+
+    def _replica_json(self, node_id: str) -> dict[str, Any]:
+        node = self.nodes.get(node_id)
+        if node is None:
+            return {"id": node_id, "node": None, "url": None, "state": "unknown"}
+        return {"id": node.id, "node": node.name, "url": node.url, "state": node.state.value}
+
+    # -- nodes ----------------------------------------------------------------------------
+
+    def heartbeat(self, body: dict[str, Any], now: float) -> Node:
+        try:
+            beat = Heartbeat.from_json(body)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise BadRequest(f"malformed heartbeat: {exc}") from None
+        node = self.nodes.heartbeat(beat, now)
+        return node
+
+    def healthy(self) -> bool:
+        return len(self.nodes.live()) >= 1

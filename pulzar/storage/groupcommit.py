@@ -1,0 +1,132 @@
+"""Group commit: many writers, one LMDB transaction and one fsync per batch.
+
+Write operations are callables `op(txn) -> result` queued to a single writer thread. The thread
+takes whatever is queued, runs it all in one write transaction, commits (LMDB fsyncs on commit),
+and only then resolves each caller's future. Under load, hundreds of concurrent PUTs share one
+fsync; alone, a write costs one fsync as before.
+
+An op must raise before it writes: a raising op has its exception delivered to its caller while
+the rest of the batch commits. If the commit itself fails, every op of the batch gets the error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+import queue
+import threading
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import lmdb
+
+from pulzar.storage.lmdbenv import storage_error
+
+T = TypeVar("T")
+log = logging.getLogger(__name__)
+
+_MAX_BATCH = 2048
+_STOP = object()
+
+_Item = tuple[Callable[[lmdb.Transaction], Any], asyncio.AbstractEventLoop | None, Any]
+
+
+class GroupCommitter:
+    def __init__(self, env: lmdb.Environment, name: str) -> None:
+        self._env = env
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, name=f"{name}-writer", daemon=True)
+        self._closed = False
+        self._thread.start()
+
+    async def write(self, op: Callable[[lmdb.Transaction], T]) -> T:
+        """Run `op` in the next batch; return once its batch is durable."""
+        if self._closed:
+            raise RuntimeError("store is closed")
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+        self._queue.put((op, loop, future))
+        return await future
+
+    def write_later(self, op: Callable[[lmdb.Transaction], Any]) -> None:
+        """Queue `op` without waiting for it (it rides along with the next batch)."""
+        if not self._closed:
+            self._queue.put((op, None, None))
+
+    def write_sync(self, op: Callable[[lmdb.Transaction], T]) -> T:
+        """Run `op` from a thread that has no event loop (start-up, tools); blocks until durable."""
+        future: concurrent.futures.Future[T] = concurrent.futures.Future()
+        self._queue.put((op, None, future))
+        return future.result()
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._queue.put(_STOP)
+            self._thread.join(timeout=10)
+
+    def _run(self) -> None:
+        while True:
+            first = self._queue.get()
+            if first is _STOP:
+                return
+            batch: list[_Item] = [first]
+            stop = False
+            while len(batch) < _MAX_BATCH:
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is _STOP:
+                    stop = True
+                    break
+                batch.append(item)
+            self._commit(batch)
+            if stop:
+                return
+
+    def _commit(self, batch: list[_Item]) -> None:
+        outcomes: list[tuple[bool, Any]] = []
+        try:
+            with self._env.begin(write=True) as txn:
+                for op, _, _ in batch:
+                    try:
+                        outcomes.append((True, op(txn)))
+                    except Exception as exc:
+                        outcomes.append((False, exc))
+        except BaseException as exc:
+            log.error("write batch of %d failed: %s", len(batch), exc)
+            error = storage_error(exc)
+            outcomes = [(False, error)] * len(batch)
+        self._deliver(batch, outcomes)
+
+    @staticmethod
+    def _deliver(batch: list[_Item], outcomes: list[tuple[bool, Any]]) -> None:
+        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[Any, bool, Any]]] = {}
+        for (_, loop, future), (ok, value) in zip(batch, outcomes, strict=True):
+            if loop is None:
+                if future is None:
+                    if not ok:
+                        log.warning("background write failed: %s", value)
+                elif ok:
+                    future.set_result(value)
+                else:
+                    future.set_exception(value)
+                continue
+            by_loop.setdefault(loop, []).append((future, ok, value))
+        for loop, results in by_loop.items():
+            try:
+                loop.call_soon_threadsafe(_resolve_all, results)
+            except RuntimeError:  # the loop has closed: nobody is waiting any more
+                pass
+
+
+def _resolve_all(results: list[tuple[Any, bool, Any]]) -> None:
+    for future, ok, value in results:
+        if future.done():
+            continue
+        if ok:
+            future.set_result(value)
+        else:
+            future.set_exception(value)

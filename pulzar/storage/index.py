@@ -1,0 +1,261 @@
+"""The master's key index in LMDB.
+
+Sub-databases:
+    keys     key -> KeyRecord (current version, metadata, nodes holding it)
+    expiry   be64(expires ms) + key -> b""   (what the TTL sweep reclaims, oldest first)
+    tombs    key -> be64(version) + be64(deleted ms)   (deletes, so no older copy comes back)
+    meta     format, version ceiling
+
+Reads run in the caller's thread in short read transactions; every write goes through the group
+committer, so concurrent commits share an fsync and each one's checks (create-only,
+compare-and-swap, "is a newer version already here?") run atomically with its write.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import struct
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import lmdb
+
+from pulzar.core.errors import Conflict, KeyNotFound, PreconditionFailed
+from pulzar.storage.groupcommit import GroupCommitter
+from pulzar.storage.lmdbenv import check_format, open_env
+from pulzar.storage.records import KeyRecord, pack_key_record, unpack_key_record
+
+FORMAT = 1
+_CEILING = b"version_ceiling"
+# Versions are handed out from memory; the store records a ceiling this far ahead, so a restart
+# starts above every version ever handed out without a write per version.
+_VERSION_BLOCK = 100_000
+_BE64 = struct.Struct(">Q")
+_TOMB = struct.Struct(">QQ")
+
+
+@dataclass(frozen=True, slots=True)
+class CommitResult:
+    """`applied` is False when a newer version (or a newer delete) was already recorded."""
+
+    applied: bool
+    record: KeyRecord
+    previous: KeyRecord | None
+
+
+def _expiry_key(expires: float, key: bytes) -> bytes:
+    return _BE64.pack(int(expires * 1000)) + key
+
+
+def check_condition(condition: str, current: KeyRecord | None) -> None:
+    """Raise `Conflict` / `PreconditionFailed` unless `condition` holds for `current`."""
+    if not condition:
+        return
+    if condition == "*":
+        if current is not None:
+            raise Conflict("key already exists (create-only write)")
+        return
+    if current is None:
+        raise PreconditionFailed("key does not exist (If-Match)")
+    if condition == "exists":
+        return
+    kind, _, expected = condition.partition(":")
+    actual = current.meta.etag if kind == "etag" else str(current.meta.version)
+    if expected != actual:
+        raise PreconditionFailed(f"If-Match does not match: current {kind} is {actual}")
+
+
+class Index:
+    def __init__(self, path: Path, *, map_size_gb: int) -> None:
+        self.env = open_env(path, map_size_gb=map_size_gb)
+        self._keys = self.env.open_db(b"keys")
+        self._expiry = self.env.open_db(b"expiry")
+        self._tombs = self.env.open_db(b"tombs")
+        self._meta = self.env.open_db(b"meta")
+        check_format(self.env, self._meta, FORMAT, f"index at {path}")
+        self._writer = GroupCommitter(self.env, "index")
+        self._version_lock = asyncio.Lock()
+        with self.env.begin(db=self._meta) as txn:
+            raw = txn.get(_CEILING)
+        self._next_version = int(raw) if raw else 1
+        self._ceiling = self._next_version
+        self._raise_ceiling_sync()
+
+    def close(self) -> None:
+        self._writer.close()
+        self.env.close()
+
+    # -- versions -------------------------------------------------------------------------
+
+    def _raise_ceiling_sync(self) -> None:
+        ceiling = self._next_version + _VERSION_BLOCK
+
+        def op(txn: lmdb.Transaction) -> None:
+            txn.put(_CEILING, str(ceiling).encode(), db=self._meta)
+
+        self._writer.write_sync(op)
+        self._ceiling = ceiling
+
+    async def next_version(self) -> int:
+        """A version larger than any handed out before, across restarts."""
+        if self._next_version >= self._ceiling:
+            async with self._version_lock:
+                if self._next_version >= self._ceiling:
+                    ceiling = self._next_version + _VERSION_BLOCK
+
+                    def op(txn: lmdb.Transaction) -> None:
+                        txn.put(_CEILING, str(ceiling).encode(), db=self._meta)
+
+                    await self._writer.write(op)
+                    self._ceiling = ceiling
+        version = self._next_version
+        self._next_version += 1
+        return version
+
+    # -- reads ----------------------------------------------------------------------------
+
+    def get(self, key: str, now: float) -> KeyRecord | None:
+        """The live record of `key`, or None when it is missing or expired."""
+        with self.env.begin(db=self._keys, buffers=True) as txn:
+            raw = txn.get(key.encode("utf-8"))
+            if raw is None:
+                return None
+            record = unpack_key_record(key, raw)
+        return None if record.meta.is_expired(now) else record
+
+    def list(
+        self, prefix: str, after: str | None, limit: int, now: float
+    ) -> tuple[list[KeyRecord], str | None]:
+        """Up to `limit` live records whose key starts with `prefix`, in key order, after
+        `after`; and the token for the next page (None on the last page)."""
+        pfx = prefix.encode("utf-8")
+        skip = after.encode("utf-8") if after else None
+        start = max(pfx, skip) if skip else pfx
+        out: list[KeyRecord] = []
+        next_token: str | None = None
+        with self.env.begin(db=self._keys, buffers=True) as txn:
+            cursor = txn.cursor()
+            if not cursor.set_range(start):
+                return out, None
+            for raw_key, raw in cursor:
+                key_bytes = bytes(raw_key)
+                if not key_bytes.startswith(pfx):
+                    break
+                if key_bytes == skip:
+                    continue
+                record = unpack_key_record(key_bytes.decode("utf-8"), raw)
+                if record.meta.is_expired(now):
+                    continue
+                if len(out) == limit:
+                    next_token = out[-1].meta.key
+                    break
+                out.append(record)
+        return out, next_token
+
+    def iter_records(self) -> Iterator[KeyRecord]:
+        with self.env.begin(db=self._keys, buffers=True) as txn:
+            for raw_key, raw in txn.cursor():
+                yield unpack_key_record(bytes(raw_key).decode("utf-8"), raw)
+
+    def expired(self, now: float, limit: int = 1000) -> list[tuple[str, int]]:
+        """(key, version) of up to `limit` records whose expiry has passed, oldest first."""
+        cutoff = int(now * 1000)
+        found: list[tuple[str, int]] = []
+        with self.env.begin(buffers=True) as txn:
+            for raw_key, _ in txn.cursor(db=self._expiry):
+                when = _BE64.unpack_from(raw_key)[0]
+                if when > cutoff or len(found) >= limit:
+                    break
+                key = bytes(raw_key[8:]).decode("utf-8")
+                raw = txn.get(key.encode("utf-8"), db=self._keys)
+                if raw is not None:
+                    found.append((key, unpack_key_record(key, raw).meta.version))
+        return found
+
+    def tombstone(self, key: str) -> int | None:
+        with self.env.begin(db=self._tombs) as txn:
+            raw = txn.get(key.encode("utf-8"))
+        return None if raw is None else int(_TOMB.unpack(raw)[0])
+
+    def stat(self) -> dict[str, Any]:
+        """LMDB's own statistics of the keys sub-database (the original's /admin/status)."""
+        with self.env.begin() as txn:
+            stat = txn.stat(self._keys)
+        return {
+            "psize": stat["psize"],
+            "depth": stat["depth"],
+            "branch_pages": stat["branch_pages"],
+            "leaf_pages": stat["leaf_pages"],
+            "overflow_pages": stat["overflow_pages"],
+            "entries": stat["entries"],
+        }
+
+    # -- writes ---------------------------------------------------------------------------
+
+    def _current(
+        self, txn: lmdb.Transaction, key: bytes, name: str, now: float
+    ) -> KeyRecord | None:
+        raw = txn.get(key, db=self._keys)
+        if raw is None:
+            return None
+        record = unpack_key_record(name, raw)
+        return None if record.meta.is_expired(now) else record
+
+    def _remove(self, txn: lmdb.Transaction, key: bytes, record: KeyRecord) -> None:
+        txn.delete(key, db=self._keys)
+        if record.meta.expires is not None:
+            txn.delete(_expiry_key(record.meta.expires, key), db=self._expiry)
+
+    async def commit(self, record: KeyRecord, condition: str, now: float) -> CommitResult:
+        """Make `record` the key's current version, atomically with `condition`'s check.
+
+        A record older than what is already stored (or than the key's last delete) is not
+        applied: last writer wins by version. Raises `Conflict` or `PreconditionFailed`.
+        """
+        key = record.meta.key.encode("utf-8")
+
+        def op(txn: lmdb.Transaction) -> CommitResult:
+            current = self._current(txn, key, record.meta.key, now)
+            check_condition(condition, current)
+            raw = txn.get(key, db=self._keys)
+            stored = None if raw is None else unpack_key_record(record.meta.key, raw)
+            if stored is not None and stored.meta.version > record.meta.version:
+                return CommitResult(False, record, stored)
+            tomb = txn.get(key, db=self._tombs)
+            if tomb is not None and _TOMB.unpack(tomb)[0] > record.meta.version:
+                return CommitResult(False, record, stored)
+            if stored is not None:
+                self._remove(txn, key, stored)
+            if tomb is not None:
+                txn.delete(key, db=self._tombs)
+            txn.put(key, pack_key_record(record), db=self._keys)
+            if record.meta.expires is not None:
+                txn.put(_expiry_key(record.meta.expires, key), b"", db=self._expiry)
+            return CommitResult(True, record, stored)
+
+        return await self._writer.write(op)
+
+    async def delete(
+        self, key: str, version: int, now: float, *, expired_only: bool = False
+    ) -> KeyRecord:
+        """Remove `key`, leaving a tombstone at `version`; return the removed record.
+
+        Raises `KeyNotFound` when the key is missing (or, unless `expired_only`, expired).
+        With `expired_only`, removes the key only if it has indeed expired.
+        """
+        kb = key.encode("utf-8")
+
+        def op(txn: lmdb.Transaction) -> KeyRecord:
+            raw = txn.get(kb, db=self._keys)
+            if raw is None:
+                raise KeyNotFound(f"key not found: {key}")
+            record = unpack_key_record(key, raw)
+            if record.meta.is_expired(now) != expired_only:
+                raise KeyNotFound(f"key not found: {key}")
+            self._remove(txn, kb, record)
+            txn.put(kb, _TOMB.pack(version, int(now * 1000)), db=self._tombs)
+            return record
+
+        return await self._writer.write(op)

@@ -1,0 +1,101 @@
+"""Binary layouts of the records kept in LMDB (compact: the index must stay small per key)."""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass, replace
+
+_DEFAULT_TYPE = "application/octet-stream"
+
+
+def _pack_type(content_type: str) -> bytes:
+    return b"" if content_type == _DEFAULT_TYPE else content_type.encode("utf-8")
+
+
+def _unpack_type(raw: bytes) -> str:
+    return raw.decode("utf-8") if raw else _DEFAULT_TYPE
+
+
+@dataclass(frozen=True, slots=True)
+class ValueMeta:
+    """What every stored value carries about itself, on the master and on each volume.
+
+    `created` is when the key was first written (kept over overwrites), `modified` when this
+    version was; both are epoch seconds, UTC. `expires` is None for a value that never expires.
+    `checksum` is the SHA-256 of the bytes (its hex form is the ETag).
+    """
+
+    key: str
+    version: int
+    size: int
+    checksum: bytes
+    content_type: str = _DEFAULT_TYPE
+    created: float = 0.0
+    modified: float = 0.0
+    expires: float | None = None
+
+    @property
+    def etag(self) -> str:
+        return self.checksum.hex()
+
+    def is_expired(self, now: float) -> bool:
+        return self.expires is not None and self.expires <= now
+
+    def with_version(self, version: int) -> ValueMeta:
+        return replace(self, version=version)
+
+
+@dataclass(frozen=True, slots=True)
+class KeyRecord:
+    """A key in the master index: the current version's metadata and the nodes holding it."""
+
+    meta: ValueMeta
+    nodes: tuple[str, ...]
+
+
+# version, size, created, modified, expires (0 = never), checksum, len(content type)
+_META = struct.Struct(">QQddd32sH")
+
+
+def pack_meta(meta: ValueMeta) -> bytes:
+    ctype = _pack_type(meta.content_type)
+    return (
+        _META.pack(
+            meta.version,
+            meta.size,
+            meta.created,
+            meta.modified,
+            meta.expires or 0.0,
+            meta.checksum,
+            len(ctype),
+        )
+        + ctype
+    )
+
+
+def unpack_meta(key: str, raw: bytes | memoryview) -> tuple[ValueMeta, int]:
+    """The metadata at the start of `raw` and the offset where what follows begins."""
+    version, size, created, modified, expires, checksum, ctype_len = _META.unpack_from(raw)
+    start = _META.size
+    ctype = _unpack_type(bytes(raw[start : start + ctype_len]))
+    meta = ValueMeta(
+        key=key,
+        version=version,
+        size=size,
+        checksum=bytes(checksum),
+        content_type=ctype,
+        created=created,
+        modified=modified,
+        expires=expires or None,
+    )
+    return meta, start + ctype_len
+
+
+def pack_key_record(record: KeyRecord) -> bytes:
+    return pack_meta(record.meta) + "\x00".join(record.nodes).encode("ascii")
+
+
+def unpack_key_record(key: str, raw: bytes | memoryview) -> KeyRecord:
+    meta, offset = unpack_meta(key, raw)
+    tail = bytes(raw[offset:]).decode("ascii")
+    return KeyRecord(meta=meta, nodes=tuple(tail.split("\x00")) if tail else ())

@@ -1,0 +1,330 @@
+"""A volume's value store: small values inline in LMDB, large ones as files.
+
+Layout under the volume's data directory:
+    index/   LMDB: objects (key NUL be64(version) -> record), pending, meta
+    blobs/   large values, blobs/ab/cd/<sha256(key)[:32]>-<version>
+    tmp/     uploads in progress (same filesystem, so the final rename is atomic)
+
+A record is a flags byte, the value's own metadata (`ValueMeta`: key, version, size, checksum,
+times, TTL, content type) and, for inline values, the bytes. Every value can so be indexed again
+from the volume alone.
+
+Several versions of a key may sit here for a moment: a new version is stored beside the old one
+and becomes the only one when the master has committed it (`finalize`). Until then it is
+*pending*; a crash leaves pending records that `pending()` lists for the volume to settle with
+the master (keep what the master has, drop the rest).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import shutil
+import struct
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import lmdb
+
+from pulzar.core.errors import InsufficientStorage
+from pulzar.storage.groupcommit import GroupCommitter
+from pulzar.storage.lmdbenv import check_format, open_env, storage_error
+from pulzar.storage.records import ValueMeta, pack_meta, unpack_meta
+
+FORMAT = 1
+_INLINE = 1
+_BE64 = struct.Struct(">Q")
+_USED = b"used_bytes"
+
+
+def _object_key(key: str, version: int) -> bytes:
+    return key.encode("utf-8") + b"\x00" + _BE64.pack(version)
+
+
+def _split_object_key(raw: bytes) -> tuple[str, int]:
+    return raw[:-9].decode("utf-8"), _BE64.unpack(raw[-8:])[0]
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+@dataclass(frozen=True, slots=True)
+class StoredValue:
+    meta: ValueMeta
+    #: The bytes of an inline value; None for a file-backed one.
+    data: bytes | None
+    #: The file of a large value; None for an inline one.
+    path: Path | None
+
+    def verify(self) -> bool:
+        """True when the inline bytes match the checksum (file values: the scrub checks them)."""
+        if self.data is None:
+            return True
+        return hashlib.sha256(self.data).digest() == self.meta.checksum
+
+
+class BlobWriter:
+    """A value being received: a temp file in the store's tmp/ and a running checksum."""
+
+    def __init__(self, tmp_dir: Path) -> None:
+        fd, name = tempfile.mkstemp(dir=tmp_dir, prefix="up-")
+        self._fd: int | None = fd
+        self.path = Path(name)
+        self.size = 0
+        self._hash = hashlib.sha256()
+
+    def write(self, chunk: bytes) -> None:
+        assert self._fd is not None
+        view = memoryview(chunk)
+        while view:
+            written = os.write(self._fd, view)
+            view = view[written:]
+        self._hash.update(chunk)
+        self.size += len(chunk)
+
+    @property
+    def checksum(self) -> bytes:
+        return self._hash.digest()
+
+    def finish(self) -> None:
+        """Make the bytes durable (the caller then hands the writer to `ValueStore.put`)."""
+        assert self._fd is not None
+        os.fsync(self._fd)
+        os.close(self._fd)
+        self._fd = None
+
+    def abort(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+        self.path.unlink(missing_ok=True)
+
+
+class ValueStore:
+    def __init__(self, root: Path, *, map_size_gb: int, max_bytes: int = 0) -> None:
+        self.root = root
+        self.blobs = root / "blobs"
+        self.tmp = root / "tmp"
+        for d in (self.blobs, self.tmp):
+            d.mkdir(parents=True, exist_ok=True)
+        # Uploads cut short by a crash leave temp files only; nothing refers to them.
+        for leftover in self.tmp.iterdir():
+            leftover.unlink(missing_ok=True)
+        self.max_bytes = max_bytes
+        self.env = open_env(root / "index", map_size_gb=map_size_gb)
+        self._objects = self.env.open_db(b"objects")
+        self._pending = self.env.open_db(b"pending")
+        self._meta = self.env.open_db(b"meta")
+        check_format(self.env, self._meta, FORMAT, f"volume store at {root}")
+        with self.env.begin(db=self._meta) as txn:
+            raw = txn.get(_USED)
+        self.used_bytes = int(raw) if raw else 0
+        self._writer = GroupCommitter(self.env, "values")
+
+    def close(self) -> None:
+        self._writer.close()
+        self.env.close()
+
+    # -- space ----------------------------------------------------------------------------
+
+    def disk_usage(self) -> tuple[int, int]:
+        """(used, capacity) in bytes: against `max_bytes` when set, else the disk itself."""
+        if self.max_bytes:
+            return self.used_bytes, self.max_bytes
+        usage = shutil.disk_usage(self.root)
+        return usage.used, usage.total
+
+    def free_bytes(self) -> int:
+        if self.max_bytes:
+            return max(0, self.max_bytes - self.used_bytes)
+        return shutil.disk_usage(self.root).free
+
+    def ensure_room(self, size: int) -> None:
+        """Raise `InsufficientStorage` when `size` more bytes would not fit."""
+        if size > self.free_bytes():
+            raise InsufficientStorage("volume is full")
+
+    def count(self) -> int:
+        with self.env.begin() as txn:
+            return int(txn.stat(self._objects)["entries"])
+
+    # -- reads ----------------------------------------------------------------------------
+
+    def blob_path(self, key: str, version: int) -> Path:
+        digest = hashlib.sha256(key.encode("utf-8")).hexdigest()
+        return self.blobs / digest[:2] / digest[2:4] / f"{digest[:32]}-{version}"
+
+    def _decode(self, key: str, version: int, raw: bytes | memoryview) -> StoredValue:
+        meta, offset = unpack_meta(key, memoryview(raw)[1:])
+        if raw[0] & _INLINE:
+            return StoredValue(meta, bytes(raw[1 + offset :]), None)
+        return StoredValue(meta, None, self.blob_path(key, version))
+
+    def get(self, key: str, version: int | None = None) -> StoredValue | None:
+        """The given version of `key`, or the newest committed one; None when absent."""
+        with self.env.begin(db=self._objects, buffers=True) as txn:
+            if version is not None:
+                raw = txn.get(_object_key(key, version))
+                return None if raw is None else self._decode(key, version, raw)
+            prefix = key.encode("utf-8") + b"\x00"
+            cursor = txn.cursor()
+            if not cursor.set_range(prefix + b"\xff" * 8):
+                if not cursor.last():
+                    return None
+            elif not cursor.prev():
+                return None
+            pending = txn.cursor(db=self._pending)
+            while True:
+                raw_key = bytes(cursor.key())
+                if not raw_key.startswith(prefix) or len(raw_key) != len(prefix) + 8:
+                    return None
+                if not pending.set_key(raw_key):
+                    _, found = _split_object_key(raw_key)
+                    return self._decode(key, found, cursor.value())
+                if not cursor.prev():
+                    return None
+
+    def versions(self, key: str) -> list[int]:
+        with self.env.begin() as txn:
+            return self._versions_in(txn, key)
+
+    def iter_values(self) -> Iterator[StoredValue]:
+        with self.env.begin(db=self._objects, buffers=True) as txn:
+            for raw_key, raw in txn.cursor():
+                key, version = _split_object_key(bytes(raw_key))
+                yield self._decode(key, version, raw)
+
+    def pending(self, older_than: float) -> list[tuple[str, int]]:
+        """(key, version) of values stored before `older_than` whose commit is not settled."""
+        cutoff = int(older_than * 1000)
+        out: list[tuple[str, int]] = []
+        with self.env.begin(db=self._pending) as txn:
+            for raw_key, raw in txn.cursor():
+                if _BE64.unpack(raw)[0] <= cutoff:
+                    out.append(_split_object_key(raw_key))
+        return out
+
+    # -- writes ---------------------------------------------------------------------------
+
+    def new_blob(self) -> BlobWriter:
+        return BlobWriter(self.tmp)
+
+    def _adjust_used(self, txn: lmdb.Transaction, delta: int) -> None:
+        self.used_bytes = max(0, self.used_bytes + delta)
+        txn.put(_USED, str(self.used_bytes).encode(), db=self._meta)
+
+    def _drop(self, txn: lmdb.Transaction, key: str, version: int) -> None:
+        """Remove one version, record and file. Runs inside a write batch."""
+        okey = _object_key(key, version)
+        raw = txn.get(okey, db=self._objects)
+        if raw is None:
+            return
+        stored = self._decode(key, version, raw)
+        txn.delete(okey, db=self._objects)
+        txn.delete(okey, db=self._pending)
+        self._adjust_used(txn, -stored.meta.size)
+        if stored.path is not None:
+            # The version is gone from the master's view already; if we crash before this
+            # batch commits, the record points to a missing file and the next delete or
+            # finalize of the key removes the record.
+            stored.path.unlink(missing_ok=True)
+
+    def _move_into_place(self, blob: BlobWriter, key: str, version: int) -> None:
+        final = self.blob_path(key, version)
+        if not final.parent.exists():
+            final.parent.mkdir(parents=True, exist_ok=True)
+            _fsync_dir(final.parent.parent)
+            _fsync_dir(final.parent.parent.parent)
+        os.replace(blob.path, final)
+        _fsync_dir(final.parent)
+
+    async def put(
+        self,
+        meta: ValueMeta,
+        data: bytes | None = None,
+        blob: BlobWriter | None = None,
+        *,
+        now: float | None = None,
+    ) -> None:
+        """Store one version durably, as pending. Give the bytes (`data`) or a finished `blob`.
+
+        Order: the file is fsynced and renamed into place (and its directory fsynced) before
+        the record is committed. A crash in between leaves a file with no record: it is
+        unreachable and costs only its space (a later write of the same version replaces it).
+        """
+        if blob is not None:
+            try:
+                await asyncio.to_thread(self._move_into_place, blob, meta.key, meta.version)
+            except OSError as exc:
+                blob.abort()
+                raise storage_error(exc) from exc
+        okey = _object_key(meta.key, meta.version)
+        header = bytes([_INLINE if data is not None else 0]) + pack_meta(meta)
+        record = header + data if data is not None else header
+        stamp = _BE64.pack(int((now or time.time()) * 1000))
+
+        def op(txn: lmdb.Transaction) -> None:
+            old = txn.get(okey, db=self._objects)
+            if old is not None:
+                self._adjust_used(txn, -self._decode(meta.key, meta.version, old).meta.size)
+            txn.put(okey, record, db=self._objects)
+            txn.put(okey, stamp, db=self._pending)
+            self._adjust_used(txn, meta.size)
+
+        await self._writer.write(op)
+
+    def _finalize_op(self, key: str, version: int) -> Callable[[lmdb.Transaction], None]:
+        def op(txn: lmdb.Transaction) -> None:
+            okey = _object_key(key, version)
+            if txn.get(okey, db=self._objects) is None:
+                return
+            txn.delete(okey, db=self._pending)
+            for older in self._versions_in(txn, key):
+                if older < version:
+                    self._drop(txn, key, older)
+
+        return op
+
+    def _versions_in(self, txn: lmdb.Transaction, key: str) -> list[int]:
+        prefix = key.encode("utf-8") + b"\x00"
+        found: list[int] = []
+        cursor = txn.cursor(db=self._objects)
+        if cursor.set_range(prefix):
+            for raw_key in cursor.iternext(values=False):
+                if not raw_key.startswith(prefix):
+                    break
+                if len(raw_key) == len(prefix) + 8:
+                    found.append(_BE64.unpack(raw_key[-8:])[0])
+        return found
+
+    def finalize_later(self, key: str, version: int) -> None:
+        """The master committed `version`: make it the only one. Rides the next batch; if it
+        is lost in a crash the version stays pending and is settled with the master."""
+        self._writer.write_later(self._finalize_op(key, version))
+
+    async def finalize(self, key: str, version: int) -> None:
+        await self._writer.write(self._finalize_op(key, version))
+
+    async def discard(self, key: str, version: int) -> None:
+        """Drop one version (its commit was refused or superseded)."""
+        await self._writer.write(lambda txn: self._drop(txn, key, version))
+
+    async def delete(self, key: str, upto_version: int) -> int:
+        """Drop every version of `key` up to `upto_version`; return how many were dropped."""
+
+        def op(txn: lmdb.Transaction) -> int:
+            doomed = [v for v in self._versions_in(txn, key) if v <= upto_version]
+            for version in doomed:
+                self._drop(txn, key, version)
+            return len(doomed)
+
+        return await self._writer.write(op)

@@ -1,0 +1,109 @@
+"""A volume's HTTP routes: parse, call `VolumeService`, map the answer."""
+
+from __future__ import annotations
+
+import time
+from urllib.parse import quote
+
+from aiohttp import web
+
+from pulzar.core.errors import BadRequest, KeyNotFound, Unavailable
+from pulzar.core.tickets import verify_ticket
+from pulzar.http.internal import check_signed
+from pulzar.http.keys import key_from, ttl_days_from
+from pulzar.http.responses import envelope, query_int
+from pulzar.volume.service import Upload, VolumeService
+from pulzar.volume.serving import value_response
+
+SERVICE = web.AppKey("service", VolumeService)
+DAY = 86400.0
+
+routes = web.RouteTableDef()
+
+
+def _svc(request: web.Request) -> VolumeService:
+    return request.app[SERVICE]
+
+
+def _upload(request: web.Request) -> Upload:
+    return Upload(request.headers.get("Content-Type"), request.content_length, request.content)
+
+
+@routes.put("/add_key/{key:.*}")
+async def add_key(request: web.Request) -> web.Response:
+    svc = _svc(request)
+    key = key_from(request, "/add_key")
+    ticket = verify_ticket(svc.secret, request.query.get("t"), time.time())
+    svc.check_ticket(ticket, key)
+    ttl = ticket.ttl
+    if ttl is None:
+        days = ttl_days_from(request)  # `temporal` appended to a get_node URL
+        ttl = None if days is None else days * DAY
+    await svc.write(ticket, _upload(request), ttl)
+    url = f"{svc.master}/get_key{quote(key)}"
+    return envelope({"url": url, "version": ticket.version}, "key added", status=201)
+
+
+@routes.get("/get_key/{key:.*}")
+async def get_key(request: web.Request) -> web.StreamResponse:
+    svc = _svc(request)
+    key = key_from(request, "/get_key")
+    stored = svc.store.get(key, query_int(request, "v", None))
+    if stored is None or stored.meta.is_expired(time.time()):
+        raise KeyNotFound(f"key not found on this volume: {key}")
+    if not stored.verify():
+        raise Unavailable(f"the copy of {key} here is corrupt; read it through the master")
+    return await value_response(request, stored)
+
+
+@routes.get("/health")
+async def health(request: web.Request) -> web.Response:
+    svc = _svc(request)
+    if svc.registered:
+        return envelope({"node": svc.node_id}, "healthy")
+    return envelope({"node": svc.node_id}, "not registered with the master", 503, ok=False)
+
+
+# -- internal, signed with the cluster secret ----------------------------------------------
+
+
+@routes.put("/internal/replica/{key:.*}")
+async def replica(request: web.Request) -> web.Response:
+    svc = _svc(request)
+    check_signed(request, svc.secret)
+    key = key_from(request, "/internal/replica")
+    ticket = verify_ticket(svc.secret, request.query.get("t"), time.time())
+    svc.check_ticket(ticket, key)
+    try:
+        modified = float(request.query["modified"])
+        expires = float(request.query["expires"]) if request.query.get("expires") else None
+    except (KeyError, ValueError):
+        raise BadRequest("replica needs 'modified' and 'expires'") from None
+    await svc.receive(ticket, _upload(request), modified=modified, expires=expires)
+    return envelope(None, "stored")
+
+
+@routes.post("/internal/finalize/{key:.*}")
+async def finalize(request: web.Request) -> web.Response:
+    svc = _svc(request)
+    check_signed(request, svc.secret)
+    version = query_int(request, "v", None)
+    if version is None:
+        raise BadRequest("finalize needs 'v'")
+    await svc.store.finalize(key_from(request, "/internal/finalize"), version)
+    return envelope(None, "finalized")
+
+
+@routes.delete("/internal/values/{key:.*}")
+async def delete_values(request: web.Request) -> web.Response:
+    """Drop one version (`?v=N`) or every version up to one (`?upto=N`)."""
+    svc = _svc(request)
+    check_signed(request, svc.secret)
+    key = key_from(request, "/internal/values")
+    exact, upto = query_int(request, "v", None), query_int(request, "upto", None)
+    if exact is not None:
+        await svc.store.discard(key, exact)
+        return envelope({"dropped": 1}, "dropped")
+    if upto is None:
+        raise BadRequest("give 'v' or 'upto'")
+    return envelope({"dropped": await svc.store.delete(key, upto)}, "dropped")

@@ -1,0 +1,317 @@
+"""The volume's service object: receive a value, copy it to the replicas, commit it.
+
+Write order (DESIGN.md section 2), and what a crash between the steps leaves:
+1. the body is streamed to a temp file (or memory, for a small value) with its checksum;
+   a crash: a temp file, removed at the next start.
+2. the value is made durable here as *pending* (fsync, rename, LMDB commit);
+   a crash: a pending value that the master never heard of, settled (dropped) at the next start.
+3. the other replicas store it too, in parallel; a crash: pending copies there, settled the same.
+4. the master commits the key: from here on it is visible, and the client gets its 201;
+   a crash before the answer: the key is committed and readable, the client saw an error, and
+   a retry with the same ticket writes the same version again (harmless).
+5. the copies are finalized (older versions dropped) in the background; if that is lost,
+   settling with the master at the next start finalizes them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import os
+import time
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote
+
+import aiohttp
+import orjson
+
+from pulzar.core.config import Config
+from pulzar.core.errors import (
+    BadRequest,
+    Forbidden,
+    PayloadTooLarge,
+    PulzarError,
+    Unavailable,
+    error_for_status,
+)
+from pulzar.core.tickets import WriteTicket, sign_ticket
+from pulzar.http.internal import signed_headers
+from pulzar.storage.lmdbenv import storage_error
+from pulzar.storage.records import ValueMeta
+from pulzar.storage.values import BlobWriter, ValueStore
+
+log = logging.getLogger(__name__)
+
+_FORM = "application/x-www-form-urlencoded"
+# Bytes gathered before a disk write is handed to a thread (hashing releases the GIL there).
+_WRITE_BATCH = 1024 * 1024
+
+
+def stored_content_type(given: str | None) -> str:
+    """Content-Type as given, except curl's default for --data-binary (served as bytes)."""
+    if not given or given.split(";", 1)[0].strip().lower() == _FORM:
+        return "application/octet-stream"
+    return given
+
+
+@dataclass(frozen=True, slots=True)
+class Upload:
+    """What the HTTP layer hands over about an incoming body."""
+
+    content_type: str | None
+    length: int | None
+    stream: aiohttp.StreamReader
+
+
+class VolumeService:
+    def __init__(self, config: Config, store: ValueStore, secret: str, node_id: str) -> None:
+        self.config = config
+        self.store = store
+        self.secret = secret
+        self.node_id = node_id
+        self.url = config.volume_url
+        self.master = config.volume.master.rstrip("/")
+        self.max_value = config.general.maxsize * 1024 * 1024
+        self.registered = False
+        self._session: aiohttp.ClientSession | None = None
+        self._in_flight: set[tuple[str, int]] = set()
+        self._background: set[asyncio.Future[None]] = set()
+
+    def client(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            self._session = aiohttp.ClientSession(
+                timeout=aiohttp.ClientTimeout(total=None, sock_connect=5, sock_read=60)
+            )
+        return self._session
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+    # -- receiving ------------------------------------------------------------------------
+
+    def check_ticket(self, ticket: WriteTicket, key: str) -> None:
+        if ticket.key != key:
+            raise Forbidden("write ticket is for another key")
+        if self.node_id not in ticket.nodes:
+            raise Forbidden("write ticket is for other volumes")
+
+    async def receive(
+        self, ticket: WriteTicket, upload: Upload, *, modified: float, expires: float | None
+    ) -> ValueMeta:
+        """Steps 1 and 2: take the body and store it durably as pending."""
+        if upload.length is not None:
+            self._check_size(upload.length)
+            self.store.ensure_room(upload.length)
+        data, blob = await self._read_body(upload)
+        try:
+            size = len(data) if data is not None else blob.size  # type: ignore[union-attr]
+            checksum = hashlib.sha256(data).digest() if data is not None else blob.checksum  # type: ignore[union-attr]
+            if upload.length is not None and size != upload.length:
+                raise BadRequest(f"body has {size} bytes, Content-Length said {upload.length}")
+            meta = ValueMeta(
+                key=ticket.key,
+                version=ticket.version,
+                size=size,
+                checksum=checksum,
+                content_type=stored_content_type(upload.content_type),
+                created=ticket.created or modified,
+                modified=modified,
+                expires=expires,
+            )
+            if blob is not None:
+                await asyncio.to_thread(blob.finish)
+        except BaseException:
+            if blob is not None:
+                blob.abort()
+            raise
+        await self.store.put(meta, data, blob, now=modified)
+        return meta
+
+    def _check_size(self, size: int) -> None:
+        if size > self.max_value:
+            raise PayloadTooLarge(f"value is over the limit of {self.config.general.maxsize} MiB")
+
+    async def _read_body(self, upload: Upload) -> tuple[bytes | None, BlobWriter | None]:
+        """Small bodies stay in memory; larger ones go to a temp file with bounded memory."""
+        inline_max = self.config.volume.inline_max
+        if upload.length is not None and upload.length <= inline_max:
+            return await upload.stream.read(), None
+        buffer = bytearray()
+        blob: BlobWriter | None = None
+        total = 0
+        try:
+            async for chunk in upload.stream.iter_chunked(256 * 1024):
+                total += len(chunk)
+                self._check_size(total)
+                buffer += chunk
+                if blob is None and len(buffer) > inline_max:
+                    blob = self.store.new_blob()
+                if blob is not None and len(buffer) >= _WRITE_BATCH:
+                    self.store.ensure_room(len(buffer))
+                    await asyncio.to_thread(blob.write, bytes(buffer))
+                    buffer.clear()
+            if blob is None:
+                return bytes(buffer), None
+            if buffer:
+                await asyncio.to_thread(blob.write, bytes(buffer))
+            return None, blob
+        except OSError as exc:
+            if blob is not None:
+                blob.abort()
+            raise storage_error(exc) from exc
+        except BaseException:
+            if blob is not None:
+                blob.abort()
+            raise
+
+    # -- the write path -------------------------------------------------------------------
+
+    async def write(self, ticket: WriteTicket, upload: Upload, ttl: float | None) -> bool:
+        """Steps 1 to 5. Returns False when a newer version was committed first (the write
+        took place and was overwritten at once); raises on failure, leaving nothing visible."""
+        now = time.time()
+        meta = await self.receive(
+            ticket, upload, modified=now, expires=None if ttl is None else now + ttl
+        )
+        self._in_flight.add((meta.key, meta.version))
+        try:
+            held = await self._replicate(ticket, meta)
+            applied = await self._commit(meta, held, ticket.condition)
+        except BaseException:
+            await self.store.discard(meta.key, meta.version)
+            self._tell_peers(
+                ticket, "DELETE", f"/internal/values{quote(meta.key)}?v={meta.version}"
+            )
+            raise
+        finally:
+            self._in_flight.discard((meta.key, meta.version))
+        if applied:
+            self.store.finalize_later(meta.key, meta.version)
+            self._tell_peers(
+                ticket, "POST", f"/internal/finalize{quote(meta.key)}?v={meta.version}"
+            )
+        else:
+            await self.store.discard(meta.key, meta.version)
+            self._tell_peers(
+                ticket, "DELETE", f"/internal/values{quote(meta.key)}?v={meta.version}"
+            )
+        return applied
+
+    def _tell_peers(self, ticket: WriteTicket, method: str, path: str) -> None:
+        """Finalize or drop the copies on the other replicas, in the background. A copy that
+        misses the message stays pending and is settled with the master later."""
+        for url in ticket.urls[1:]:
+            task = asyncio.ensure_future(self._call_peer(method, url, path))
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
+
+    async def _call_peer(self, method: str, url: str, path: str) -> None:
+        try:
+            headers = signed_headers(self.secret, method, path)
+            async with self.client().request(method, url + path, headers=headers) as resp:
+                await resp.read()
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            log.info("%s %s on %s not done now: %s", method, path, url, exc)
+
+    async def _replicate(self, ticket: WriteTicket, meta: ValueMeta) -> tuple[str, ...]:
+        """Copy the value to the other replicas in parallel; all must succeed (W = R)."""
+        peers = list(zip(ticket.nodes[1:], ticket.urls[1:], strict=True))
+        if not peers:
+            return (self.node_id,)
+        results = await asyncio.gather(
+            *(self._send_replica(url, ticket, meta) for _, url in peers), return_exceptions=True
+        )
+        failed = [url for (_, url), r in zip(peers, results, strict=True) if r is not True]
+        if failed:
+            raise Unavailable(f"could not store the copies on {', '.join(failed)}")
+        return ticket.nodes
+
+    async def _send_replica(self, url: str, ticket: WriteTicket, meta: ValueMeta) -> bool:
+        path = (
+            f"/internal/replica{quote(meta.key)}?t={sign_ticket(self.secret, ticket)}"
+            f"&modified={meta.modified!r}&expires={meta.expires or ''}"
+        )
+        stored = self.store.get(meta.key, meta.version)
+        if stored is None:
+            return False
+        headers = signed_headers(self.secret, "PUT", path)
+        headers["Content-Type"] = meta.content_type
+        if stored.data is not None:
+            body: Any = stored.data
+        else:
+            assert stored.path is not None
+            body = open(stored.path, "rb")  # noqa: SIM115 - aiohttp closes it after sending
+        async with self.client().put(url + path, data=body, headers=headers) as resp:
+            return resp.status == 200
+
+    async def _commit(self, meta: ValueMeta, nodes: tuple[str, ...], condition: str) -> bool:
+        body = {
+            "key": meta.key,
+            "version": meta.version,
+            "size": meta.size,
+            "checksum": meta.checksum.hex(),
+            "content_type": meta.content_type,
+            "created": meta.created,
+            "modified": meta.modified,
+            "expires": meta.expires,
+            "nodes": list(nodes),
+            "condition": condition,
+        }
+        answer = await self.call_master("POST", "/internal/commit", body)
+        return bool(answer["applied"])
+
+    async def call_master(self, method: str, path: str, body: Any) -> Any:
+        """A signed call to the master; its error envelope comes back as our exception."""
+        headers = signed_headers(self.secret, method, path)
+        headers["Content-Type"] = "application/json"
+        try:
+            async with self.client().request(
+                method, self.master + path, data=orjson.dumps(body), headers=headers
+            ) as resp:
+                payload = orjson.loads(await resp.read())
+                if resp.status != 200:
+                    raise error_for_status(resp.status, str(payload.get("msg", "")))
+                return payload["data"]
+        except PulzarError:
+            raise
+        except (aiohttp.ClientError, TimeoutError, orjson.JSONDecodeError, OSError) as exc:
+            raise Unavailable(f"master unreachable: {exc}") from exc
+
+    # -- settling pending values with the master -----------------------------------------
+
+    async def settle_pending(self, older_than: float) -> int:
+        """Finalize pending values that the master has as current; drop the others."""
+        pending = [kv for kv in self.store.pending(older_than) if kv not in self._in_flight]
+        settled = 0
+        for start in range(0, len(pending), 500):
+            batch = pending[start : start + 500]
+            answer = await self.call_master(
+                "POST", "/internal/lookup", {"values": [list(kv) for kv in batch]}
+            )
+            for (key, version), current in zip(batch, answer["current"], strict=True):
+                if current:
+                    await self.store.finalize(key, version)
+                else:
+                    await self.store.discard(key, version)
+                settled += 1
+        return settled
+
+    # -- reporting ------------------------------------------------------------------------
+
+    def stats(self) -> dict[str, Any]:
+        used, capacity = self.store.disk_usage()
+        return {
+            "node_id": self.node_id,
+            "name": self.config.volume.name
+            or f"{self.config.volume.host}:{self.config.volume.port}",
+            "url": self.url,
+            "percent": 100.0 * used / capacity if capacity else 100.0,
+            "load": os.getloadavg()[0],
+            "used_bytes": self.store.used_bytes,
+            "free_bytes": self.store.free_bytes(),
+            "capacity": capacity,
+            "keys": self.store.count(),
+        }
