@@ -13,6 +13,7 @@ the HTTP status in one place (`_raise_for`).
 
 from __future__ import annotations
 
+import builtins
 import contextlib
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -172,8 +173,8 @@ class Client:
 
     # -- cluster --------------------------------------------------------------------------
 
-    def network(self) -> list[dict[str, Any]]:
-        return list(self._json("GET", "/admin/network"))
+    def network(self) -> builtins.list[dict[str, Any]]:
+        return builtins.list(self._json("GET", "/admin/network"))
 
     def status(self) -> dict[str, Any]:
         return dict(self._json("GET", "/admin/status"))

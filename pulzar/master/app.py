@@ -11,7 +11,7 @@ from aiohttp import WSMsgType, web
 from pulzar.core.errors import BadRequest, NotFound
 from pulzar.http.internal import check_signed
 from pulzar.http.keys import condition_from, key_from, prefix_from, ttl_days_from
-from pulzar.http.responses import envelope, query_int, request_id
+from pulzar.http.responses import REQUEST_ID, envelope, query_int, request_id
 from pulzar.master.service import MasterService
 from pulzar.master.views import key_json
 from pulzar.storage.records import ValueMeta
@@ -45,17 +45,21 @@ async def put_key(request: web.Request, route: str) -> web.Response:
         request_id=request_id(request),
         now=time.time(),
     )
-    response = web.Response(status=307, headers={"Location": plan.url})
-    if request.headers.get("Expect") or (request.content_length or DRAIN_LIMIT + 1) > DRAIN_LIMIT:
-        if request.content_length != 0:
-            response.force_close()
+    response = web.Response(
+        status=307, headers={"Location": plan.url, REQUEST_ID: plan.ticket.request_id}
+    )
+    expecting = bool(request.headers.get("Expect"))
+    large = (request.content_length or DRAIN_LIMIT + 1) > DRAIN_LIMIT
+    if (expecting or large) and request.content_length != 0:
+        response.force_close()
     return response
 
 
 @routes.get("/get_key/{key:.*}")
 async def get_key(request: web.Request) -> web.Response:
     url, _ = _svc(request).locate(key_from(request, "/get_key"), time.time())
-    return web.Response(status=307, headers={"Location": url})
+    rid = request_id(request)
+    return web.Response(status=307, headers={"Location": f"{url}&rid={rid}", REQUEST_ID: rid})
 
 
 @routes.delete("/delete_key/{key:.*}")
@@ -86,7 +90,7 @@ async def list_keys(request: web.Request) -> web.Response:
     limit = query_int(request, "limit", 1000, minimum=1, maximum=10000)
     assert limit is not None
     after = request.query.get("after") or None
-    records, next_token = _svc(request).index.list(prefix, after, limit, time.time())
+    records, next_token = _svc(request).index.scan(prefix, after, limit, time.time())
     return envelope({"keys": [key_json(r.meta) for r in records], "next": next_token})
 
 

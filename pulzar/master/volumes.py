@@ -17,7 +17,7 @@ class VolumeCalls:
     def __init__(self, secret: str) -> None:
         self._secret = secret
         self._session: aiohttp.ClientSession | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks: set[asyncio.Task[bool]] = set()
 
     def _client(self) -> aiohttp.ClientSession:
         if self._session is None:
@@ -47,4 +47,4 @@ class VolumeCalls:
         for url, key, version in targets:
             task = asyncio.ensure_future(self.delete_value(url, key, version))
             self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)  # type: ignore[arg-type]
+            task.add_done_callback(self._tasks.discard)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import logging
 import queue
 import threading
@@ -116,10 +117,9 @@ class GroupCommitter:
                 continue
             by_loop.setdefault(loop, []).append((future, ok, value))
         for loop, results in by_loop.items():
-            try:
+            # A closed loop raises RuntimeError: nobody is waiting any more.
+            with contextlib.suppress(RuntimeError):
                 loop.call_soon_threadsafe(_resolve_all, results)
-            except RuntimeError:  # the loop has closed: nobody is waiting any more
-                pass
 
 
 def _resolve_all(results: list[tuple[Any, bool, Any]]) -> None:

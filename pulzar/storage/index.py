@@ -125,7 +125,7 @@ class Index:
             record = unpack_key_record(key, raw)
         return None if record.meta.is_expired(now) else record
 
-    def list(
+    def scan(
         self, prefix: str, after: str | None, limit: int, now: float
     ) -> tuple[list[KeyRecord], str | None]:
         """Up to `limit` live records whose key starts with `prefix`, in key order, after

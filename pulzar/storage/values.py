@@ -299,7 +299,8 @@ class ValueStore:
         found: list[int] = []
         cursor = txn.cursor(db=self._objects)
         if cursor.set_range(prefix):
-            for raw_key in cursor.iternext(values=False):
+            for item in cursor.iternext(values=False):
+                raw_key = bytes(item)
                 if not raw_key.startswith(prefix):
                     break
                 if len(raw_key) == len(prefix) + 8:

@@ -61,7 +61,7 @@ async def _beat(svc: VolumeService, ws: aiohttp.ClientWebSocketResponse, interva
             first = False
             svc.registered = True
             log.info("registered with the master at %s as %s", svc.master, svc.node_id)
-            asyncio.ensure_future(_settle(svc))
+            svc.spawn(_settle(svc))
         await asyncio.sleep(interval)
 
 

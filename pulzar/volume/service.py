@@ -20,6 +20,7 @@ import hashlib
 import logging
 import os
 import time
+from collections.abc import Coroutine
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
@@ -54,6 +55,10 @@ def stored_content_type(given: str | None) -> str:
     if not given or given.split(";", 1)[0].strip().lower() == _FORM:
         return "application/octet-stream"
     return given
+
+
+def _peer_path(action: str, meta: ValueMeta) -> str:
+    return f"/internal/{action}{quote(meta.key)}?v={meta.version}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -200,13 +205,17 @@ class VolumeService:
             )
         return applied
 
+    def spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        """Run `work` in the background, keeping a reference until it is done."""
+        task = asyncio.ensure_future(work)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
     def _tell_peers(self, ticket: WriteTicket, method: str, path: str) -> None:
         """Finalize or drop the copies on the other replicas, in the background. A copy that
         misses the message stays pending and is settled with the master later."""
         for url in ticket.urls[1:]:
-            task = asyncio.ensure_future(self._call_peer(method, url, path))
-            self._background.add(task)
-            task.add_done_callback(self._background.discard)
+            self.spawn(self._call_peer(method, url, path))
 
     async def _call_peer(self, method: str, url: str, path: str) -> None:
         try:

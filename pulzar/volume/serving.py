@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 from email.utils import formatdate
+from pathlib import Path
+from typing import BinaryIO
 
 from aiohttp import web
 
@@ -64,19 +66,23 @@ async def value_response(request: web.Request, stored: StoredValue) -> web.Strea
     if stored.data is not None:
         return web.Response(status=status, body=stored.data[start : start + count], headers=headers)
     assert stored.path is not None
-    return await _send_file(request, stored, status, headers, start, count)
+    return await _send_file(request, stored.path, status, headers, start, count)
+
+
+def _open(path: Path) -> BinaryIO:
+    return open(path, "rb")
 
 
 async def _send_file(
     request: web.Request,
-    stored: StoredValue,
+    path: Path,
     status: int,
     headers: dict[str, str],
     start: int,
     count: int,
 ) -> web.StreamResponse:
     try:
-        fobj = await asyncio.to_thread(open, stored.path, "rb")  # type: ignore[arg-type]
+        fobj = await asyncio.to_thread(_open, path)
     except FileNotFoundError:
         raise web.HTTPNotFound() from None
     try:
