@@ -1,0 +1,121 @@
+import hashlib
+
+import pytest
+
+from pulzar.core.errors import InsufficientStorage
+from pulzar.storage.records import ValueMeta
+from pulzar.storage.values import ValueStore
+
+NOW = 1_800_000_000.0
+
+
+def meta(key, version, data, expires=None):
+    return ValueMeta(key, version, len(data), hashlib.sha256(data).digest(),
+                     "application/json", NOW - 100, NOW, expires)
+
+
+@pytest.fixture
+def store(tmp_path):
+    s = ValueStore(tmp_path / "vol", map_size_gb=1)
+    yield s
+    s.close()
+
+
+async def put_large(store, key, version, data):
+    blob = store.new_blob()
+    blob.write(data)
+    blob.finish()
+    await store.put(meta(key, version, data), None, blob)
+
+
+async def test_small_value_is_inline_and_carries_its_metadata(store):
+    await store.put(meta("/a", 1, b"hello"), b"hello")
+    got = store.get("/a", 1)
+    assert got.data == b"hello" and got.path is None
+    assert got.meta == meta("/a", 1, b"hello")
+    assert got.verify()
+
+
+async def test_large_value_is_a_file_renamed_into_place(store):
+    data = b"z" * 200_000
+    await put_large(store, "/big", 3, data)
+    got = store.get("/big", 3)
+    assert got.data is None and got.path.read_bytes() == data
+    assert got.path.is_relative_to(store.blobs)
+    assert list(store.tmp.iterdir()) == []
+
+
+async def test_pending_version_is_hidden_until_finalized_and_then_replaces_older(store):
+    await store.put(meta("/a", 1, b"one"), b"one")
+    await store.finalize("/a", 1)
+    await store.put(meta("/a", 2, b"two"), b"two")
+    assert store.get("/a").data == b"one"
+    assert store.pending(NOW + 1) == [("/a", 2)]
+    await store.finalize("/a", 2)
+    assert store.get("/a").data == b"two"
+    assert store.versions("/a") == [2]
+    assert store.pending(NOW + 1) == []
+
+
+async def test_discard_and_delete_remove_records_files_and_space(store):
+    data = b"q" * 100_000
+    await put_large(store, "/big", 1, data)
+    await store.put(meta("/s", 2, b"small"), b"small")
+    assert store.used_bytes == len(data) + 5
+    path = store.get("/big", 1).path
+    await store.discard("/big", 1)
+    assert store.get("/big", 1) is None and not path.exists()
+    assert await store.delete("/s", 2) == 1
+    assert store.used_bytes == 0 and store.count() == 0
+
+
+async def test_corrupt_inline_bytes_fail_verification(store, tmp_path):
+    await store.put(meta("/a", 1, b"hello"), b"hello")
+    stored = store.get("/a", 1)
+    bad = type(stored)(stored.meta, b"jello", None)
+    assert not bad.verify()
+
+
+async def test_capacity_limit_refuses_what_does_not_fit(tmp_path):
+    s = ValueStore(tmp_path / "v", map_size_gb=1, max_bytes=10)
+    try:
+        s.ensure_room(10)
+        await s.put(meta("/a", 1, b"123456"), b"123456")
+        with pytest.raises(InsufficientStorage):
+            s.ensure_room(5)
+    finally:
+        s.close()
+
+
+async def test_values_and_space_survive_reopen_and_temp_files_are_cleaned(tmp_path):
+    s = ValueStore(tmp_path / "v", map_size_gb=1)
+    await s.put(meta("/a", 1, b"abc"), b"abc")
+    leftover = s.new_blob()
+    leftover.write(b"partial")
+    s.close()
+    s = ValueStore(tmp_path / "v", map_size_gb=1)
+    try:
+        assert s.get("/a", 1).data == b"abc"
+        assert s.used_bytes == 3
+        assert list(s.tmp.iterdir()) == []
+    finally:
+        s.close()
+
+
+async def test_key_prefix_does_not_leak_into_another_key(store):
+    await store.put(meta("/a", 1, b"a"), b"a")
+    await store.finalize("/a", 1)
+    await store.put(meta("/a/b", 2, b"ab"), b"ab")
+    await store.finalize("/a/b", 2)
+    assert store.get("/a").data == b"a"
+    assert store.versions("/a") == [1]
+    assert store.get("/a/b").data == b"ab"
+
+
+async def test_a_failing_disk_write_gives_insufficient_storage_not_a_crash(tmp_path):
+    s = ValueStore(tmp_path / "v", map_size_gb=1, max_bytes=1)
+    try:
+        with pytest.raises(InsufficientStorage):
+            s.ensure_room(2)
+    finally:
+        s.close()
