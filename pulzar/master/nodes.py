@@ -7,7 +7,7 @@ again. Time is a parameter: the runner calls `tick` with the clock, tests with a
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
@@ -18,51 +18,14 @@ class NodeState(StrEnum):
     DEAD = "dead"
 
 
-@dataclass
-class Node:
-    id: str
-    name: str
-    url: str
-    state: NodeState = NodeState.ALIVE
-    last_seen: float = 0.0
-    registered_at: float = 0.0
-    #: Data-disk use in percent (of `[volume] max_bytes` when the volume has one).
-    percent: float = 0.0
-    load: float = 0.0
-    used_bytes: int = 0
-    free_bytes: int = 0
-    capacity: int = 0
-    keys: int = 0
-    running_jobs: int = 0
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def alive(self) -> bool:
-        return self.state is NodeState.ALIVE
-
-    def to_json(self) -> dict[str, Any]:
-        """The shape of /admin/network: the original's fields first (`synch` = alive)."""
-        return {
-            "node": self.name,
-            "id": self.id,
-            "url": self.url,
-            "percent": round(self.percent, 2),
-            "load": round(self.load, 2),
-            "synch": self.alive,
-            "state": self.state.value,
-            "last_seen": self.last_seen,
-            "used_bytes": self.used_bytes,
-            "free_bytes": self.free_bytes,
-            "capacity": self.capacity,
-            "keys": self.keys,
-        }
-
-
 @dataclass(frozen=True, slots=True)
 class Heartbeat:
+    """What a volume reports about itself on every beat."""
+
     node_id: str
     name: str
     url: str
+    #: Data-disk use in percent (of `[volume] max_bytes` when the volume has one).
     percent: float = 0.0
     load: float = 0.0
     used_bytes: int = 0
@@ -85,6 +48,50 @@ class Heartbeat:
         )
 
 
+@dataclass
+class Node:
+    """A volume as the master sees it: its last heartbeat and its state."""
+
+    beat: Heartbeat
+    state: NodeState = NodeState.ALIVE
+    last_seen: float = 0.0
+    registered_at: float = 0.0
+
+    @property
+    def id(self) -> str:
+        return self.beat.node_id
+
+    @property
+    def name(self) -> str:
+        return self.beat.name
+
+    @property
+    def url(self) -> str:
+        return self.beat.url
+
+    @property
+    def alive(self) -> bool:
+        return self.state is NodeState.ALIVE
+
+    def to_json(self) -> dict[str, Any]:
+        """The shape of /admin/network: the original's fields first (`synch` = alive)."""
+        b = self.beat
+        return {
+            "node": b.name,
+            "id": b.node_id,
+            "url": b.url,
+            "percent": round(b.percent, 2),
+            "load": round(b.load, 2),
+            "synch": self.alive,
+            "state": self.state.value,
+            "last_seen": self.last_seen,
+            "used_bytes": b.used_bytes,
+            "free_bytes": b.free_bytes,
+            "capacity": b.capacity,
+            "keys": b.keys,
+        }
+
+
 class NodeRegistry:
     def __init__(self, suspect_after: float, dead_after: float) -> None:
         self.suspect_after = suspect_after
@@ -95,16 +102,9 @@ class NodeRegistry:
         """Register the node or refresh it; a heartbeat always makes it alive."""
         node = self._nodes.get(beat.node_id)
         if node is None:
-            node = Node(id=beat.node_id, name=beat.name, url=beat.url, registered_at=now)
+            node = Node(beat, registered_at=now)
             self._nodes[beat.node_id] = node
-        node.name, node.url = beat.name, beat.url
-        node.percent, node.load = beat.percent, beat.load
-        node.used_bytes, node.free_bytes, node.capacity = (
-            beat.used_bytes,
-            beat.free_bytes,
-            beat.capacity,
-        )
-        node.keys = beat.keys
+        node.beat = beat
         node.last_seen = now
         node.state = NodeState.ALIVE
         return node

@@ -80,11 +80,16 @@ def create_app(config: Config) -> web.Application:
         yield
         for task in tasks:
             task.cancel()
-        for ws in list(app[CONNECTIONS].values()):
-            with contextlib.suppress(Exception):
-                await ws.close()
         await service.volumes.close()
         index.close()
 
+    async def close_heartbeats(app: web.Application) -> None:
+        # Close the volumes' heartbeat connections before the server waits for its handlers
+        # to finish: an open one would hold the shutdown for the whole shutdown timeout.
+        for ws in list(app[CONNECTIONS].values()):
+            with contextlib.suppress(Exception):
+                await ws.close()
+
+    app.on_shutdown.append(close_heartbeats)
     app.cleanup_ctx.append(background)
     return app

@@ -53,13 +53,15 @@ class MasterService:
 
     def choose_nodes(self, key: str, size: int, copies: int) -> list[Node]:
         """`copies` live nodes with room for `size` bytes, by weighted rendezvous hashing."""
-        live = {n.id: n for n in self.nodes.live() if n.free_bytes > size and n.percent < 100}
+        live = {
+            n.id: n for n in self.nodes.live() if n.beat.free_bytes > size and n.beat.percent < 100
+        }
         if len(live) < copies:
             have = len(live)
             raise NoLiveVolume(
                 f"{copies} copies asked but {have} live volume{'s' if have != 1 else ''} with room"
             )
-        candidates = [Candidate(n.id, float(n.free_bytes)) for n in live.values()]
+        candidates = [Candidate(n.id, float(n.beat.free_bytes)) for n in live.values()]
         return [live[node_id] for node_id in place(key, candidates, copies)]
 
     async def plan_write(

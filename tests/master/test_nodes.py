@@ -10,7 +10,7 @@ def test_heartbeat_registers_an_alive_node_findable_by_id_or_name():
     reg.heartbeat(beat(percent=12.5, free_bytes=100), now=0)
     assert reg.get("n1").alive and reg.get("name-n1") is reg.get("n1")
     assert reg.get("n1").to_json()["synch"] is True
-    assert reg.get("n1").percent == 12.5
+    assert reg.get("n1").beat.percent == 12.5
 
 
 def test_silent_node_becomes_suspect_then_dead_and_leaves_the_live_set():

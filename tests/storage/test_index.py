@@ -3,7 +3,7 @@ import hashlib
 
 import pytest
 
-from pulzar.core.errors import Conflict, ConfigError, KeyNotFound, PreconditionFailed
+from pulzar.core.errors import ConfigError, Conflict, KeyNotFound, PreconditionFailed
 from pulzar.storage.index import Index
 from pulzar.storage.lmdbenv import FORMAT_KEY
 from pulzar.storage.records import KeyRecord, ValueMeta

@@ -1,0 +1,1 @@
+"""Benchmarks that print a table (`python -m bench kv`)."""
