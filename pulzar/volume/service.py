@@ -178,32 +178,38 @@ class VolumeService:
         """Steps 1 to 5. Returns False when a newer version was committed first (the write
         took place and was overwritten at once); raises on failure, leaving nothing visible."""
         now = time.time()
-        meta = await self.receive(
-            ticket, upload, modified=now, expires=None if ttl is None else now + ttl
-        )
-        self._in_flight.add((meta.key, meta.version))
+        pair = (ticket.key, ticket.version)
+        self._in_flight.add(pair)
         try:
-            held = await self._replicate(ticket, meta)
-            applied = await self._commit(meta, held, ticket.condition)
-        except BaseException:
-            await self.store.discard(meta.key, meta.version)
-            self._tell_peers(
-                ticket, "DELETE", f"/internal/values{quote(meta.key)}?v={meta.version}"
+            meta = await self.receive(
+                ticket, upload, modified=now, expires=None if ttl is None else now + ttl
             )
-            raise
+            try:
+                held = await self._replicate(ticket, meta)
+            except BaseException:
+                await self._drop_everywhere(ticket, meta)
+                raise
+            try:
+                applied = await self._commit(meta, held, ticket.condition)
+            except Unavailable:
+                # The master may have committed before the answer was lost: keep the copies
+                # pending. Settling with the master later keeps them or drops them.
+                raise
+            except BaseException:
+                await self._drop_everywhere(ticket, meta)
+                raise
         finally:
-            self._in_flight.discard((meta.key, meta.version))
+            self._in_flight.discard(pair)
         if applied:
             self.store.finalize_later(meta.key, meta.version)
-            self._tell_peers(
-                ticket, "POST", f"/internal/finalize{quote(meta.key)}?v={meta.version}"
-            )
+            self._tell_peers(ticket, "POST", _peer_path("finalize", meta))
         else:
-            await self.store.discard(meta.key, meta.version)
-            self._tell_peers(
-                ticket, "DELETE", f"/internal/values{quote(meta.key)}?v={meta.version}"
-            )
+            await self._drop_everywhere(ticket, meta)
         return applied
+
+    async def _drop_everywhere(self, ticket: WriteTicket, meta: ValueMeta) -> None:
+        await self.store.discard(meta.key, meta.version)
+        self._tell_peers(ticket, "DELETE", _peer_path("values", meta))
 
     def spawn(self, work: Coroutine[Any, Any, None]) -> None:
         """Run `work` in the background, keeping a reference until it is done."""
