@@ -60,8 +60,10 @@ class GeneralConfig:
     retention_policy: int = 90
     #: Largest value accepted, in MiB (413 above it).
     maxsize: int = 5 * 1024
-    #: Copies of each value (0: the default, 2 when two or more volumes are live, else 1).
-    replicas: int = 1
+    #: Copies of each value (R). 0: automatic, 2 when the cluster has two or more volumes.
+    replicas: int = 0
+    #: Copies that must be durable before a write is acknowledged (W). 0: all R.
+    write_quorum: int = 0
 
 
 @dataclass
@@ -103,6 +105,28 @@ class TimersConfig:
     ttl_sweep: float = 30.0
     #: How often a volume retries to reach the master while it is away.
     reconnect: float = 1.0
+    #: How often the master looks for under-replicated keys and unbalanced volumes.
+    repair: float = 5.0
+    #: How long a dead node still counts as holding its copies (it may come back).
+    repair_after: float = 30.0
+    #: How often a volume re-verifies a batch of its values' checksums.
+    scrub: float = 60.0
+    #: How long a volume waits for a replica before it places the copy elsewhere.
+    replica_timeout: float = 10.0
+
+
+@dataclass
+class RepairConfig:
+    """`[repair]`: how hard repair, rebalancing and scrubbing may work."""
+
+    #: Copies made at the same time.
+    parallel: int = 4
+    #: Bytes a second for repair copies, in MiB (0: unlimited).
+    bandwidth: float = 50.0
+    #: Bytes a second a volume reads to re-verify checksums, in MiB (0: unlimited).
+    scrub_bandwidth: float = 20.0
+    #: Values checked per scrub batch.
+    scrub_batch: int = 1000
 
 
 @dataclass
@@ -111,6 +135,22 @@ class StorageConfig:
 
     #: Address space reserved for each LMDB map, in GiB; only what is used takes disk.
     map_size_gb: int = 1024
+
+
+@dataclass
+class ExtensionsConfig:
+    """`[extensions]`: code run by `GET|PUT /extension/{app_id}/...` (docs/extensions.md)."""
+
+    #: Directory of your extension modules (`<dir>/<app_id>.py`); the shipped ones (example,
+    #: search, ocr, imagematching) are always there, and a module here of the same name wins.
+    dir: str = "extensions"
+    #: Seconds one call may run; past it the call gets 504 and its worker process is replaced.
+    timeout: float = 60.0
+    #: Worker processes that run extensions (started on first use; more calls wait for one).
+    workers: int = 2
+    #: Hosts that `imagematching`'s `image_url=` may fetch from, comma-separated, as `host`
+    #: (any port) or `host:port`; this cluster's own master and volumes are always allowed.
+    allowed_hosts: str = ""
 
 
 @dataclass
@@ -123,6 +163,8 @@ class Config:
     security: SecurityConfig = field(default_factory=SecurityConfig)
     timers: TimersConfig = field(default_factory=TimersConfig)
     storage: StorageConfig = field(default_factory=StorageConfig)
+    extensions: ExtensionsConfig = field(default_factory=ExtensionsConfig)
+    repair: RepairConfig = field(default_factory=RepairConfig)
 
     @property
     def master_url(self) -> str:
@@ -234,6 +276,8 @@ def _check(config: Config) -> None:
         raise ConfigError("config error: [general] maxsize must be a positive number of MiB")
     if not 0 <= config.general.replicas <= 16:
         raise ConfigError("config error: [general] replicas must be between 0 and 16")
+    if not 0 <= config.general.write_quorum <= 16:
+        raise ConfigError("config error: [general] write_quorum must be between 0 and 16")
     for f in dataclasses.fields(config.timers):
         if getattr(config.timers, f.name) <= 0:
             raise ConfigError(f"config error: [timers] {f.name} must be greater than 0")
@@ -241,6 +285,10 @@ def _check(config: Config) -> None:
         raise ConfigError("config error: [timers] dead_after must not be less than suspect_after")
     if config.volume.inline_max < 0 or config.volume.max_bytes < 0:
         raise ConfigError("config error: [volume] sizes must not be negative")
+    if config.extensions.timeout <= 0:
+        raise ConfigError("config error: [extensions] timeout must be greater than 0")
+    if not 1 <= config.extensions.workers <= 64:
+        raise ConfigError("config error: [extensions] workers must be between 1 and 64")
 
 
 def data_path(directory: str) -> Path:

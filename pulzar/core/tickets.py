@@ -48,7 +48,8 @@ class WriteTicket:
 
     key: str
     version: int
-    #: Node ids of the replicas, primary first.
+    #: Node ids of the candidates, best first: the primary, then the other replicas, then
+    #: spares that take a copy when a replica cannot be reached.
     nodes: tuple[str, ...]
     #: Their URLs, in the same order (the primary forwards to the others).
     urls: tuple[str, ...]
@@ -62,6 +63,9 @@ class WriteTicket:
     request_id: str = ""
     #: When the key was first created (kept over overwrites); None for a new key.
     created: float | None = None
+    #: Copies to make (R) and copies that must be durable before the commit (W).
+    copies: int = 1
+    quorum: int = 1
 
     def to_payload(self) -> dict[str, Any]:
         return {
@@ -74,6 +78,8 @@ class WriteTicket:
             "c": self.condition,
             "i": self.request_id,
             "cr": self.created,
+            "r": self.copies,
+            "w": self.quorum,
         }
 
     @classmethod
@@ -88,6 +94,8 @@ class WriteTicket:
             condition=str(p.get("c", "")),
             request_id=str(p.get("i", "")),
             created=None if p.get("cr") is None else float(p["cr"]),
+            copies=int(p.get("r", 1)),
+            quorum=int(p.get("w", 1)),
         )
 
 

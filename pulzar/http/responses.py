@@ -18,10 +18,19 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 REQUEST_ID = "X-Request-Id"
 
 
-def envelope(data: Any = None, msg: str = "ok", status: int = 200, ok: bool = True) -> web.Response:
-    """`{"data": ..., "status": "ok"|"ko", "msg": ...}` as the body of an answer."""
-    body = orjson.dumps({"data": data, "status": "ok" if ok else "ko", "msg": msg})
-    return web.Response(body=body, status=status, content_type="application/json")
+def envelope(
+    data: Any = None,
+    msg: str = "ok",
+    status: int = 200,
+    ok: bool = True,
+    extra: dict[str, Any] | None = None,
+) -> web.Response:
+    """`{"data": ..., "status": "ok"|"ko", "msg": ...}` as the body of an answer (`extra`
+    adds top-level fields beside those three)."""
+    payload = {"data": data, "status": "ok" if ok else "ko", "msg": msg}
+    if extra:
+        payload.update(extra)
+    return web.Response(body=orjson.dumps(payload), status=status, content_type="application/json")
 
 
 def error_response(status: int, msg: str) -> web.Response:
@@ -47,7 +56,13 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         reason = {404: "no such route", 405: "method not allowed for this route"}.get(
             exc.status, exc.reason
         )
-        return error_response(exc.status, f"{reason}: {request.method} {request.path}")
+        response = error_response(exc.status, f"{reason}: {request.method} {request.path}")
+        # Keep what the status needs besides the body: `Allow` on a 405, `Content-Range`
+        # on a 416.
+        for name, value in exc.headers.items():
+            if name.lower() not in ("content-type", "content-length"):
+                response.headers.add(name, value)
+        return response
     except (ConnectionResetError, web.RequestPayloadError) as exc:
         log.info("%s %s: client went away: %s", request.method, request.path, exc)
         return error_response(400, f"request body was cut short: {exc}")

@@ -12,17 +12,21 @@ from pulzar.core.errors import BadRequest, NotFound
 from pulzar.http.internal import check_signed
 from pulzar.http.keys import condition_from, key_from, prefix_from, ttl_days_from
 from pulzar.http.responses import REQUEST_ID, envelope, query_int, request_id
+from pulzar.master.repair import Repairer
 from pulzar.master.service import MasterService
 from pulzar.master.views import key_json
 from pulzar.storage.records import ValueMeta
 
 SERVICE = web.AppKey("service", MasterService)
 CONNECTIONS = web.AppKey("connections", dict)
+REPAIR = web.AppKey("repair", Repairer)
 # Bodies up to this size that arrive with a PUT anyway are drained (the connection is kept);
 # larger ones make the master close the connection after its 307, so they are not read twice.
 DRAIN_LIMIT = 1024 * 1024
 
 routes = web.RouteTableDef()
+# `(?s:.*)` lets a key hold any character, `\n` included, so that the key rules answer
+# (400), not the router (404).
 
 
 def _svc(request: web.Request) -> MasterService:
@@ -55,20 +59,21 @@ async def put_key(request: web.Request, route: str) -> web.Response:
     return response
 
 
-@routes.get("/get_key/{key:.*}")
+@routes.get("/get_key/{key:(?s:.*)}")
 async def get_key(request: web.Request) -> web.Response:
-    url, _ = _svc(request).locate(key_from(request, "/get_key"), time.time())
+    key = key_from(request, "/get_key")
+    url, _ = _svc(request).locate(key, time.time(), request.query.get("skip", ""))
     rid = request_id(request)
     return web.Response(status=307, headers={"Location": f"{url}&rid={rid}", REQUEST_ID: rid})
 
 
-@routes.delete("/delete_key/{key:.*}")
+@routes.delete("/delete_key/{key:(?s:.*)}")
 async def delete_key(request: web.Request) -> web.Response:
     await _svc(request).delete(key_from(request, "/delete_key"), time.time())
     return envelope(None, "key deleted")
 
 
-@routes.get("/get_node/{key:.*}")
+@routes.get("/get_node/{key:(?s:.*)}")
 async def get_node(request: web.Request) -> web.Response:
     key = key_from(request, "/get_node")
     plan = await _svc(request).plan_write(
@@ -84,7 +89,7 @@ async def get_node(request: web.Request) -> web.Response:
 
 
 @routes.get("/list_keys")
-@routes.get("/list_keys/{prefix:.*}")
+@routes.get("/list_keys/{prefix:(?s:.*)}")
 async def list_keys(request: web.Request) -> web.Response:
     prefix = prefix_from(request, "/list_keys")
     limit = query_int(request, "limit", 1000, minimum=1, maximum=10000)
@@ -94,7 +99,7 @@ async def list_keys(request: web.Request) -> web.Response:
     return envelope({"keys": [key_json(r.meta) for r in records], "next": next_token})
 
 
-@routes.get("/stat_key/{key:.*}")
+@routes.get("/stat_key/{key:(?s:.*)}")
 async def stat_key(request: web.Request) -> web.Response:
     svc = _svc(request)
     record = svc.record(key_from(request, "/stat_key"), time.time())
@@ -108,7 +113,8 @@ async def admin_status(request: web.Request) -> web.Response:
 
 @routes.get("/admin/network")
 async def admin_network(request: web.Request) -> web.Response:
-    return envelope([n.to_json() for n in _svc(request).nodes.all()])
+    nodes = [n.to_json() for n in _svc(request).nodes.all()]
+    return envelope(nodes, extra={"repair": request.app[REPAIR].progress.to_json()})
 
 
 @routes.get("/admin/network/{node}")
@@ -157,22 +163,37 @@ async def commit(request: web.Request) -> web.Response:
             expires=None if body.get("expires") is None else float(body["expires"]),
         )
         nodes = tuple(str(n) for n in body["nodes"])
+        copies = int(body.get("copies", len(nodes)))
     except (KeyError, TypeError, ValueError) as exc:
         raise BadRequest(f"malformed commit: {exc}") from None
-    result = await _svc(request).commit(meta, nodes, str(body.get("condition", "")), time.time())
+    condition = str(body.get("condition", ""))
+    result = await _svc(request).commit(meta, nodes, copies, condition, time.time())
     return envelope({"applied": result.applied})
 
 
 @routes.post("/internal/lookup")
 async def lookup(request: web.Request) -> web.Response:
-    """Which of the given (key, version) pairs are the current version in the index."""
+    """For each [key, version]: is it the key's current version (and, when `node` is given,
+    does the index list that node as holding it)?"""
     body = await _signed_json(request)
-    svc, now = _svc(request), time.time()
-    current = []
-    for key, version in body.get("values", []):
-        record = svc.index.get(str(key), now)
-        current.append(record is not None and record.meta.version == int(version))
-    return envelope({"current": current})
+    try:
+        pairs = [(str(k), int(v)) for k, v in body.get("values", [])]
+    except (TypeError, ValueError):
+        raise BadRequest("values must be [key, version] pairs") from None
+    keep = _svc(request).holds(body.get("node"), pairs, time.time())
+    return envelope({"keep": keep})
+
+
+@routes.post("/internal/lost")
+async def lost(request: web.Request) -> web.Response:
+    """A volume lost its copy of a version (corrupt, or its disk went away)."""
+    body = await _signed_json(request)
+    try:
+        key, version, node = str(body["key"]), int(body["version"]), str(body["node"])
+    except (KeyError, TypeError, ValueError):
+        raise BadRequest("lost needs key, version and node") from None
+    await _svc(request).copy_lost(key, version, node, time.time())
+    return envelope(None, "noted")
 
 
 @routes.get("/internal/heartbeat")
@@ -192,7 +213,8 @@ async def heartbeat(request: web.Request) -> web.WebSocketResponse:
             if node_id is None:
                 node_id = node.id
                 connections[node_id] = ws
-            await ws.send_bytes(orjson.dumps({"ok": True, "node": node.id}))
+            ack = {"ok": True, "node": node.id, "cluster": svc.index.cluster_id}
+            await ws.send_bytes(orjson.dumps(ack))
     finally:
         if node_id is not None and connections.get(node_id) is ws:
             del connections[node_id]
@@ -206,5 +228,5 @@ def add_routes(app: web.Application) -> None:
         async def handler(request: web.Request, route: str = route) -> web.Response:
             return await put_key(request, route)
 
-        app.router.add_route("PUT", route + "/{key:.*}", handler, expect_handler=_no_continue)
+        app.router.add_route("PUT", route + "/{key:(?s:.*)}", handler, expect_handler=_no_continue)
     app.add_routes(routes)

@@ -15,8 +15,9 @@ from aiohttp import web
 from pulzar.core.config import Config, data_path
 from pulzar.core.tickets import new_secret
 from pulzar.http.responses import error_middleware
-from pulzar.master.app import CONNECTIONS, SERVICE, add_routes
+from pulzar.master.app import CONNECTIONS, REPAIR, SERVICE, add_routes
 from pulzar.master.nodes import NodeRegistry
+from pulzar.master.repair import Repairer
 from pulzar.master.service import MasterService
 from pulzar.storage.index import Index
 
@@ -59,9 +60,16 @@ def create_app(config: Config) -> web.Application:
     index = Index(data_dir / "index", map_size_gb=config.storage.map_size_gb)
     nodes = NodeRegistry(config.timers.suspect_after, config.timers.dead_after)
     service = MasterService(config, index, nodes, secret)
+    repairer = Repairer(
+        service,
+        grace=config.timers.repair_after,
+        parallel=config.repair.parallel,
+        bandwidth=config.repair.bandwidth * 1024 * 1024,
+    )
 
     app = web.Application(middlewares=[error_middleware], client_max_size=1024**2)
     app[SERVICE] = service
+    app[REPAIR] = repairer
     app[CONNECTIONS] = {}
     add_routes(app)
 
@@ -75,6 +83,7 @@ def create_app(config: Config) -> web.Application:
             asyncio.ensure_future(
                 every(config.timers.ttl_sweep, service.sweep_expired, "TTL sweep")
             ),
+            asyncio.ensure_future(every(config.timers.repair, repairer.step, "repair")),
         ]
         log.info("master listening on %s (data in %s)", config.master_url, data_dir)
         yield

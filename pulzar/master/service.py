@@ -6,13 +6,14 @@ It knows nothing of HTTP requests; `app.py` parses, calls these methods and maps
 from __future__ import annotations
 
 import logging
+import random
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
 from pulzar.core.config import Config
 from pulzar.core.errors import BadRequest, KeyNotFound, NoLiveVolume, PayloadTooLarge
-from pulzar.core.placement import Candidate, place
+from pulzar.core.placement import Candidate, rank
 from pulzar.core.tickets import WriteTicket, sign_ticket
 from pulzar.master.nodes import Heartbeat, Node, NodeRegistry
 from pulzar.master.views import key_json
@@ -44,25 +45,31 @@ class MasterService:
 
     # -- writes ---------------------------------------------------------------------------
 
-    def replicas_for(self, requested: int | None) -> int:
-        if requested:
-            return requested
-        if self.config.general.replicas:
-            return self.config.general.replicas
-        return 2 if len(self.nodes.live()) >= 2 else 1
+    def replicas_for(self, requested: int | None) -> tuple[int, int]:
+        """(R, W) for a write: copies to make and copies durable before the acknowledgement.
 
-    def choose_nodes(self, key: str, size: int, copies: int) -> list[Node]:
-        """`copies` live nodes with room for `size` bytes, by weighted rendezvous hashing."""
+        R is the request's, else the configured one, else 2 when the cluster has two or more
+        volumes (counting dead ones: a death must not quietly lower the number of copies).
+        """
+        auto = 2 if len(self.nodes.all()) >= 2 else 1
+        copies = requested or self.config.general.replicas or auto
+        quorum = min(self.config.general.write_quorum or copies, copies)
+        return copies, quorum
+
+    def choose_nodes(self, key: str, size: int, quorum: int, limit: int) -> list[Node]:
+        """Live nodes with room for `size` bytes, best first by weighted rendezvous hashing
+        (at most `limit`); at least `quorum` of them, else `NoLiveVolume`."""
         live = {
             n.id: n for n in self.nodes.live() if n.beat.free_bytes > size and n.beat.percent < 100
         }
-        if len(live) < copies:
+        if len(live) < quorum:
             have = len(live)
             raise NoLiveVolume(
-                f"{copies} copies asked but {have} live volume{'s' if have != 1 else ''} with room"
+                f"{quorum} durable copies needed but {have} live "
+                f"volume{'s' if have != 1 else ''} with room"
             )
         candidates = [Candidate(n.id, float(n.beat.free_bytes)) for n in live.values()]
-        return [live[node_id] for node_id in place(key, candidates, copies)]
+        return [live[node_id] for node_id in rank(key, candidates)[:limit]]
 
     async def plan_write(
         self,
@@ -85,8 +92,9 @@ class MasterService:
             )
         current = self.index.get(key, now)
         check_condition(condition, current)
-        copies = self.replicas_for(replicas)
-        chosen = self.choose_nodes(key, size or 0, copies)
+        copies, quorum = self.replicas_for(replicas)
+        # Two spares beyond R take a copy when a chosen replica cannot be reached.
+        chosen = self.choose_nodes(key, size or 0, quorum, copies + 2)
         ticket = WriteTicket(
             key=key,
             version=await self.index.next_version(),
@@ -97,6 +105,8 @@ class MasterService:
             condition=condition,
             request_id=request_id,
             created=current.meta.created if current is not None else None,
+            copies=copies,
+            quorum=quorum,
         )
         url = f"{chosen[0].url}/add_key{quote(key)}?t={sign_ticket(self.secret, ticket)}"
         if request_id:
@@ -104,12 +114,14 @@ class MasterService:
         return WritePlan(url, ticket)
 
     async def commit(
-        self, meta: ValueMeta, nodes: tuple[str, ...], condition: str, now: float
+        self, meta: ValueMeta, nodes: tuple[str, ...], copies: int, condition: str, now: float
     ) -> CommitResult:
         """Record a value that volumes hold durably; delete copies it makes obsolete."""
         if not nodes:
             raise BadRequest("a commit must name the nodes holding the value")
-        result = await self.index.commit(KeyRecord(meta, nodes), condition, now)
+        if not 1 <= copies <= 16:
+            raise BadRequest("copies must be between 1 and 16")
+        result = await self.index.commit(KeyRecord(meta, nodes, copies), condition, now)
         if result.applied and result.previous is not None:
             # Nodes that also hold the new version drop the old one themselves on finalize.
             stale = [n for n in result.previous.nodes if n not in nodes]
@@ -152,14 +164,24 @@ class MasterService:
             raise KeyNotFound(f"key not found: {key}")
         return record
 
-    def locate(self, key: str, now: float) -> tuple[str, KeyRecord]:
-        """The URL of a live copy of `key`'s current version."""
+    def locate(self, key: str, now: float, skip: str = "") -> tuple[str, KeyRecord]:
+        """The URL of a live copy of `key`'s current version, picked at random among the
+        replicas (spreading reads), leaving out the node ids in `skip` (comma-separated:
+        replicas that already failed this reader)."""
         record = self.record(key, now)
-        for node_id in record.nodes:
-            node = self.nodes.get(node_id)
-            if node is not None and node.alive:
-                return f"{node.url}/get_key{quote(key)}?v={record.meta.version}", record
-        raise NoLiveVolume(f"no live volume holds {key} right now")
+        skipped = set(skip.split(",")) if skip else set()
+        live = [
+            node
+            for node_id in record.nodes
+            if node_id not in skipped
+            and (node := self.nodes.get(node_id)) is not None
+            and node.alive
+        ]
+        if not live:
+            raise NoLiveVolume(f"no live volume holds {key} right now")
+        node = live[0] if len(live) == 1 else random.choice(live)
+        url = f"{node.url}/get_key{quote(key)}?v={record.meta.version}"
+        return (f"{url}&skip={skip}" if skip else url), record
 
     def describe(self, record: KeyRecord) -> dict[str, Any]:
         """The /stat_key view of a record, replicas included."""
@@ -187,6 +209,25 @@ class MasterService:
             raise BadRequest(f"malformed heartbeat: {exc}") from None
         node = self.nodes.heartbeat(beat, now)
         return node
+
+    def holds(self, node: str | None, pairs: list[tuple[str, int]], now: float) -> list[bool]:
+        """For each (key, version): is it current, and listed on `node` (when given)?"""
+        keep = []
+        for key, version in pairs:
+            record = self.index.get(key, now)
+            keep.append(
+                record is not None
+                and record.meta.version == version
+                and (node is None or node in record.nodes)
+            )
+        return keep
+
+    async def copy_lost(self, key: str, version: int, node: str, now: float) -> None:
+        """Stop counting `node` as a holder of `key`'s `version`; repair makes a new copy."""
+        record = self.index.get(key, now)
+        if record is not None and record.meta.version == version and node in record.nodes:
+            nodes = tuple(n for n in record.nodes if n != node)
+            await self.index.set_nodes(key, version, nodes)
 
     def healthy(self) -> bool:
         return len(self.nodes.live()) >= 1

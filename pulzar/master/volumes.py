@@ -1,27 +1,36 @@
-"""The master's calls to volumes (deletes), signed with the cluster secret."""
+"""The master's calls to volumes (deletes, copies), signed with the cluster secret."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from urllib.parse import quote
 
 import aiohttp
 
+from pulzar.core.tickets import WriteTicket, sign_ticket
 from pulzar.http.internal import signed_headers
+from pulzar.storage.records import KeyRecord
 
 log = logging.getLogger(__name__)
 
+#: How long a pushed copy may take before the master gives up on it.
+COPY_TIMEOUT = 600.0
+
 
 class VolumeCalls:
-    def __init__(self, secret: str) -> None:
+    def __init__(self, secret: str, timeout: float = 30.0) -> None:
         self._secret = secret
+        self._timeout = timeout
         self._session: aiohttp.ClientSession | None = None
         self._tasks: set[asyncio.Task[bool]] = set()
 
     def _client(self) -> aiohttp.ClientSession:
         if self._session is None:
-            self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30))
+            self._session = aiohttp.ClientSession(
+                timeout=aiohttp.ClientTimeout(total=self._timeout)
+            )
         return self._session
 
     async def close(self) -> None:
@@ -30,20 +39,59 @@ class VolumeCalls:
         if self._session is not None:
             await self._session.close()
 
-    async def delete_value(self, url: str, key: str, upto_version: int) -> bool:
-        path = f"/internal/values{quote(key)}?upto={upto_version}"
+    async def call(self, method: str, url: str, path: str, timeout: float | None = None) -> bool:
+        """A signed call; True on a 2xx answer, False when refused or unreachable."""
         try:
-            async with self._client().delete(
-                url + path, headers=signed_headers(self._secret, "DELETE", path)
+            async with self._client().request(
+                method,
+                url + path,
+                headers=signed_headers(self._secret, method, path),
+                timeout=aiohttp.ClientTimeout(total=timeout or self._timeout),
             ) as resp:
-                return resp.status == 200
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            log.info("delete of %s v%d on %s not done now (%s)", key, upto_version, url, exc)
+                await resp.read()
+                return 200 <= resp.status < 300
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            log.info("%s %s on %s not done now (%s)", method, path, url, exc)
             return False
+
+    async def delete_value(self, url: str, key: str, upto_version: int) -> bool:
+        """Delete every version up to `upto_version` (the volume keeps a tombstone)."""
+        return await self.call("DELETE", url, f"/internal/values{quote(key)}?upto={upto_version}")
+
+    async def drop_version(self, url: str, record: KeyRecord) -> bool:
+        """Drop one copy of one version (a move or a refused copy), without a tombstone."""
+        path = f"/internal/values{quote(record.meta.key)}?v={record.meta.version}"
+        return await self.call("DELETE", url, path)
+
+    async def finalize(self, url: str, record: KeyRecord) -> bool:
+        path = f"/internal/finalize{quote(record.meta.key)}?v={record.meta.version}"
+        return await self.call("POST", url, path)
+
+    async def push_copy(
+        self,
+        source_url: str,
+        record: KeyRecord,
+        target_id: str,
+        target_url: str,
+        ticket_ttl: float,
+    ) -> bool:
+        """Have the volume at `source_url` send its copy of `record` to the target volume."""
+        ticket = WriteTicket(
+            key=record.meta.key,
+            version=record.meta.version,
+            nodes=(target_id,),
+            urls=(target_url,),
+            expires_at=time.time() + ticket_ttl,
+        )
+        path = (
+            f"/internal/copy{quote(record.meta.key)}?v={record.meta.version}"
+            f"&t={sign_ticket(self._secret, ticket)}"
+        )
+        return await self.call("POST", source_url, path, timeout=COPY_TIMEOUT)
 
     def delete_later(self, targets: list[tuple[str, str, int]]) -> None:
         """Delete (url, key, version) copies in the background. A node that misses it drops
-        the value when it next settles with the master."""
+        the value when it next reconciles with the master."""
         for url, key, version in targets:
             task = asyncio.ensure_future(self.delete_value(url, key, version))
             self._tasks.add(task)

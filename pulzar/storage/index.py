@@ -14,6 +14,7 @@ compare-and-swap, "is a newer version already here?") run atomically with its wr
 from __future__ import annotations
 
 import asyncio
+import secrets
 import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -29,6 +30,7 @@ from pulzar.storage.records import KeyRecord, pack_key_record, unpack_key_record
 
 FORMAT = 1
 _CEILING = b"version_ceiling"
+_CLUSTER = b"cluster_id"
 # Versions are handed out from memory; the store records a ceiling this far ahead, so a restart
 # starts above every version ever handed out without a write per version.
 _VERSION_BLOCK = 100_000
@@ -77,7 +79,12 @@ class Index:
         check_format(self.env, self._meta, FORMAT, f"index at {path}")
         self._writer = GroupCommitter(self.env, "index")
         self._version_lock = asyncio.Lock()
+        with self.env.begin(write=True, db=self._meta) as txn:
+            if txn.get(_CLUSTER) is None:
+                txn.put(_CLUSTER, secrets.token_hex(8).encode())
         with self.env.begin(db=self._meta) as txn:
+            #: Made with a new index: volumes use it to tell their own index from a new one.
+            self.cluster_id = bytes(txn.get(_CLUSTER) or b"").decode()
             raw = txn.get(_CEILING)
         self._next_version = int(raw) if raw else 1
         self._ceiling = self._next_version
@@ -259,3 +266,28 @@ class Index:
             return record
 
         return await self._writer.write(op)
+
+    async def set_nodes(self, key: str, version: int, nodes: tuple[str, ...]) -> bool:
+        """Change which nodes hold `key`, if `version` is still its current version."""
+        kb = key.encode("utf-8")
+
+        def op(txn: lmdb.Transaction) -> bool:
+            raw = txn.get(kb, db=self._keys)
+            if raw is None:
+                return False
+            record = unpack_key_record(key, raw)
+            if record.meta.version != version:
+                return False
+            txn.put(kb, pack_key_record(record.with_nodes(nodes)), db=self._keys)
+            return True
+
+        return await self._writer.write(op)
+
+    async def adopt_cluster_id(self, cluster_id: str) -> None:
+        """Take the identity of the cluster whose volumes this index was rebuilt from."""
+
+        def op(txn: lmdb.Transaction) -> None:
+            txn.put(_CLUSTER, cluster_id.encode(), db=self._meta)
+
+        await self._writer.write(op)
+        self.cluster_id = cluster_id

@@ -51,6 +51,11 @@ class KeyRecord:
 
     meta: ValueMeta
     nodes: tuple[str, ...]
+    #: Copies the key should have (R, as asked when it was written).
+    copies: int = 1
+
+    def with_nodes(self, nodes: tuple[str, ...]) -> KeyRecord:
+        return replace(self, nodes=nodes)
 
 
 # version, size, created, modified, expires (0 = never), checksum, len(content type)
@@ -92,10 +97,12 @@ def unpack_meta(key: str, raw: bytes | memoryview) -> tuple[ValueMeta, int]:
 
 
 def pack_key_record(record: KeyRecord) -> bytes:
-    return pack_meta(record.meta) + "\x00".join(record.nodes).encode("ascii")
+    nodes = "\x00".join(record.nodes).encode("ascii")
+    return pack_meta(record.meta) + bytes([record.copies]) + nodes
 
 
 def unpack_key_record(key: str, raw: bytes | memoryview) -> KeyRecord:
     meta, offset = unpack_meta(key, raw)
-    tail = bytes(raw[offset:]).decode("ascii")
-    return KeyRecord(meta=meta, nodes=tuple(tail.split("\x00")) if tail else ())
+    copies = raw[offset]
+    tail = bytes(raw[offset + 1 :]).decode("ascii")
+    return KeyRecord(meta=meta, nodes=tuple(tail.split("\x00")) if tail else (), copies=copies)

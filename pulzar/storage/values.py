@@ -66,10 +66,23 @@ class StoredValue:
     path: Path | None
 
     def verify(self) -> bool:
-        """True when the inline bytes match the checksum (file values: the scrub checks them)."""
+        """True when the inline bytes match the checksum (file values: see `verify_fully`)."""
         if self.data is None:
             return True
         return hashlib.sha256(self.data).digest() == self.meta.checksum
+
+    def verify_fully(self) -> bool:
+        """Also read and hash a file value (slow for large ones: run it in a thread)."""
+        if self.path is None:
+            return self.verify()
+        digest = hashlib.sha256()
+        try:
+            with open(self.path, "rb") as fh:
+                while chunk := fh.read(1024 * 1024):
+                    digest.update(chunk)
+        except OSError:
+            return False
+        return digest.digest() == self.meta.checksum
 
 
 class BlobWriter:
@@ -124,6 +137,7 @@ class ValueStore:
         self._objects = self.env.open_db(b"objects")
         self._pending = self.env.open_db(b"pending")
         self._meta = self.env.open_db(b"meta")
+        self._tombs = self.env.open_db(b"tombs")
         check_format(self.env, self._meta, FORMAT, f"volume store at {root}")
         with self.env.begin(db=self._meta) as txn:
             raw = txn.get(_USED)
@@ -202,6 +216,31 @@ class ValueStore:
             for raw_key, raw in txn.cursor():
                 key, version = _split_object_key(bytes(raw_key))
                 yield self._decode(key, version, raw)
+
+    def scan(self, after: bytes | None, limit: int) -> tuple[list[StoredValue], bytes | None]:
+        """Up to `limit` stored values (every version) after the position `after`, and the
+        position to continue from (None at the end)."""
+        out: list[StoredValue] = []
+        last: bytes | None = None
+        with self.env.begin(db=self._objects, buffers=True) as txn:
+            cursor = txn.cursor()
+            found = cursor.set_range(after + b"\x00") if after else cursor.first()
+            while found and len(out) < limit:
+                last = bytes(cursor.key())
+                key, version = _split_object_key(last)
+                out.append(self._decode(key, version, cursor.value()))
+                found = cursor.next()
+        return out, (last if found else None)
+
+    def is_pending(self, key: str, version: int) -> bool:
+        with self.env.begin(db=self._pending) as txn:
+            return txn.get(_object_key(key, version)) is not None
+
+    def tombstones(self) -> Iterator[tuple[str, int]]:
+        """(key, version) of every delete this volume was told of."""
+        with self.env.begin(db=self._tombs) as txn:
+            for raw_key, raw in txn.cursor():
+                yield bytes(raw_key).decode("utf-8"), _BE64.unpack(raw)[0]
 
     def pending(self, older_than: float) -> list[tuple[str, int]]:
         """(key, version) of values stored before `older_than` whose commit is not settled."""
@@ -320,12 +359,18 @@ class ValueStore:
         await self._writer.write(lambda txn: self._drop(txn, key, version))
 
     async def delete(self, key: str, upto_version: int) -> int:
-        """Drop every version of `key` up to `upto_version`; return how many were dropped."""
+        """Drop every version of `key` up to `upto_version` and remember the delete (a
+        tombstone, so that an index rebuilt from volumes keeps it deleted); return how many
+        versions were dropped."""
 
         def op(txn: lmdb.Transaction) -> int:
             doomed = [v for v in self._versions_in(txn, key) if v <= upto_version]
             for version in doomed:
                 self._drop(txn, key, version)
+            kb = key.encode("utf-8")
+            old = txn.get(kb, db=self._tombs)
+            if old is None or _BE64.unpack(old)[0] < upto_version:
+                txn.put(kb, _BE64.pack(upto_version), db=self._tombs)
             return len(doomed)
 
         return await self._writer.write(op)

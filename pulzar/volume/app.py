@@ -7,7 +7,7 @@ from urllib.parse import quote
 
 from aiohttp import web
 
-from pulzar.core.errors import BadRequest, KeyNotFound, Unavailable
+from pulzar.core.errors import BadRequest, KeyNotFound
 from pulzar.core.tickets import verify_ticket
 from pulzar.http.internal import check_signed
 from pulzar.http.keys import key_from, ttl_days_from
@@ -19,6 +19,8 @@ SERVICE = web.AppKey("service", VolumeService)
 DAY = 86400.0
 
 routes = web.RouteTableDef()
+# `(?s:.*)` lets a key hold any character, `\n` included, so that the key rules answer
+# (400), not the router (404).
 
 
 def _svc(request: web.Request) -> VolumeService:
@@ -29,7 +31,7 @@ def _upload(request: web.Request) -> Upload:
     return Upload(request.headers.get("Content-Type"), request.content_length, request.content)
 
 
-@routes.put("/add_key/{key:.*}")
+@routes.put("/add_key/{key:(?s:.*)}")
 async def add_key(request: web.Request) -> web.Response:
     svc = _svc(request)
     key = key_from(request, "/add_key")
@@ -44,15 +46,23 @@ async def add_key(request: web.Request) -> web.Response:
     return envelope({"url": url, "version": ticket.version}, "key added", status=201)
 
 
-@routes.get("/get_key/{key:.*}")
+@routes.get("/get_key/{key:(?s:.*)}")
 async def get_key(request: web.Request) -> web.StreamResponse:
+    """Serve a value. Asked by the master for a version this node lacks or holds corrupt,
+    send the reader back to the master, which picks another replica (`skip` grows by this
+    node, so a reader never loops)."""
     svc = _svc(request)
     key = key_from(request, "/get_key")
-    stored = svc.store.get(key, query_int(request, "v", None))
+    version = query_int(request, "v", None)
+    stored = svc.store.get(key, version)
+    if stored is not None and not stored.verify():
+        await svc.report_corrupt(stored.meta)
+        stored = None
+    if stored is None and version is not None:
+        skip = ",".join(filter(None, (request.query.get("skip"), svc.node_id)))
+        raise web.HTTPTemporaryRedirect(f"{svc.master}/get_key{quote(key)}?skip={skip}")
     if stored is None or stored.meta.is_expired(time.time()):
         raise KeyNotFound(f"key not found on this volume: {key}")
-    if not stored.verify():
-        raise Unavailable(f"the copy of {key} here is corrupt; read it through the master")
     return await value_response(request, stored)
 
 
@@ -67,7 +77,7 @@ async def health(request: web.Request) -> web.Response:
 # -- internal, signed with the cluster secret ----------------------------------------------
 
 
-@routes.put("/internal/replica/{key:.*}")
+@routes.put("/internal/replica/{key:(?s:.*)}")
 async def replica(request: web.Request) -> web.Response:
     svc = _svc(request)
     check_signed(request, svc.secret)
@@ -83,7 +93,20 @@ async def replica(request: web.Request) -> web.Response:
     return envelope(None, "stored")
 
 
-@routes.post("/internal/finalize/{key:.*}")
+@routes.post("/internal/copy/{key:(?s:.*)}")
+async def copy(request: web.Request) -> web.Response:
+    """Push this node's copy of a version to the volume named in the master's ticket."""
+    svc = _svc(request)
+    check_signed(request, svc.secret)
+    ticket = verify_ticket(svc.secret, request.query.get("t"), time.time())
+    if ticket.key != key_from(request, "/internal/copy"):
+        raise BadRequest("ticket is for another key")
+    if not await svc.push_copy(ticket):
+        raise KeyNotFound(f"no copy of {ticket.key} version {ticket.version} here to send")
+    return envelope(None, "copied")
+
+
+@routes.post("/internal/finalize/{key:(?s:.*)}")
 async def finalize(request: web.Request) -> web.Response:
     svc = _svc(request)
     check_signed(request, svc.secret)
@@ -94,7 +117,7 @@ async def finalize(request: web.Request) -> web.Response:
     return envelope(None, "finalized")
 
 
-@routes.delete("/internal/values/{key:.*}")
+@routes.delete("/internal/values/{key:(?s:.*)}")
 async def delete_values(request: web.Request) -> web.Response:
     """Drop one version (`?v=N`) or every version up to one (`?upto=N`)."""
     svc = _svc(request)

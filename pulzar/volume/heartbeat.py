@@ -61,15 +61,16 @@ async def _beat(svc: VolumeService, ws: aiohttp.ClientWebSocketResponse, interva
             first = False
             svc.registered = True
             log.info("registered with the master at %s as %s", svc.master, svc.node_id)
-            svc.spawn(_settle(svc))
+            if svc.join_cluster(str(orjson.loads(msg.data).get("cluster", ""))):
+                svc.spawn(_reconcile(svc))
         await asyncio.sleep(interval)
 
 
-async def _settle(svc: VolumeService) -> None:
-    """Settle values left pending by a crash or a lost commit answer."""
+async def _reconcile(svc: VolumeService) -> None:
+    """Drop what was deleted or superseded while away; settle values left pending."""
     try:
-        settled = await svc.settle_pending(time.time() - svc.config.security.ticket_ttl)
-        if settled:
-            log.info("settled %d pending values with the master", settled)
+        dropped = await svc.reconcile(time.time())
+        if dropped:
+            log.info("reconciled with the master: dropped %d stale values", dropped)
     except Unavailable as exc:
-        log.info("settling pending values later: %s", exc)
+        log.info("reconciling later: %s", exc)

@@ -58,10 +58,18 @@ def create_app(config: Config) -> web.Application:
         if service.registered:
             await service.settle_pending(now - config.security.ticket_ttl)
 
+    position: bytes | None = None
+
+    async def scrub(now: float) -> None:
+        nonlocal position
+        if service.registered:
+            _, position = await service.scrub(position)
+
     async def background(app: web.Application) -> AsyncIterator[None]:
         tasks = [
             asyncio.ensure_future(run_heartbeat(service)),
             asyncio.ensure_future(every(config.timers.ttl_sweep, settle, "settle")),
+            asyncio.ensure_future(every(config.timers.scrub, scrub, "scrub")),
         ]
         log.info("volume %s listening on %s (data in %s)", service.node_id, service.url, data_dir)
         yield

@@ -80,6 +80,8 @@ class VolumeService:
         self.master = config.volume.master.rstrip("/")
         self.max_value = config.general.maxsize * 1024 * 1024
         self.registered = False
+        #: False while the master's index is not the one this volume's data belongs to.
+        self.reconcile_allowed = False
         self._session: aiohttp.ClientSession | None = None
         self._in_flight: set[tuple[str, int]] = set()
         self._background: set[asyncio.Future[None]] = set()
@@ -190,7 +192,7 @@ class VolumeService:
                 await self._drop_everywhere(ticket, meta)
                 raise
             try:
-                applied = await self._commit(meta, held, ticket.condition)
+                applied = await self._commit(meta, held, ticket.copies, ticket.condition)
             except Unavailable:
                 # The master may have committed before the answer was lost: keep the copies
                 # pending. Settling with the master later keeps them or drops them.
@@ -232,17 +234,28 @@ class VolumeService:
             log.info("%s %s on %s not done now: %s", method, path, url, exc)
 
     async def _replicate(self, ticket: WriteTicket, meta: ValueMeta) -> tuple[str, ...]:
-        """Copy the value to the other replicas in parallel; all must succeed (W = R)."""
-        peers = list(zip(ticket.nodes[1:], ticket.urls[1:], strict=True))
-        if not peers:
-            return (self.node_id,)
-        results = await asyncio.gather(
-            *(self._send_replica(url, ticket, meta) for _, url in peers), return_exceptions=True
-        )
-        failed = [url for (_, url), r in zip(peers, results, strict=True) if r is not True]
-        if failed:
-            raise Unavailable(f"could not store the copies on {', '.join(failed)}")
-        return ticket.nodes
+        """Copy the value to R-1 other candidates in parallel; a candidate that fails is
+        replaced by the next spare. Returns the nodes holding it, primary first; raises
+        `Unavailable` when fewer than W copies are durable."""
+        spares = list(zip(ticket.nodes[1:], ticket.urls[1:], strict=True))
+        held = [self.node_id]
+
+        async def place_one() -> None:
+            while spares:
+                node_id, url = spares.pop(0)
+                try:
+                    if await self._send_replica(url, ticket, meta):
+                        held.append(node_id)
+                        return
+                except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+                    log.info("copy of %s to %s failed: %s", meta.key, url, exc)
+
+        await asyncio.gather(*(place_one() for _ in range(ticket.copies - 1)))
+        if len(held) < ticket.quorum:
+            raise Unavailable(
+                f"only {len(held)} of the {ticket.quorum} copies needed could be stored"
+            )
+        return tuple(held)
 
     async def _send_replica(self, url: str, ticket: WriteTicket, meta: ValueMeta) -> bool:
         path = (
@@ -259,10 +272,17 @@ class VolumeService:
         else:
             assert stored.path is not None
             body = open(stored.path, "rb")  # noqa: SIM115 - aiohttp closes it after sending
-        async with self.client().put(url + path, data=body, headers=headers) as resp:
+        timeout = aiohttp.ClientTimeout(
+            total=None, sock_connect=5, sock_read=self.config.timers.replica_timeout
+        )
+        async with self.client().put(
+            url + path, data=body, headers=headers, timeout=timeout
+        ) as resp:
             return resp.status == 200
 
-    async def _commit(self, meta: ValueMeta, nodes: tuple[str, ...], condition: str) -> bool:
+    async def _commit(
+        self, meta: ValueMeta, nodes: tuple[str, ...], copies: int, condition: str
+    ) -> bool:
         body = {
             "key": meta.key,
             "version": meta.version,
@@ -273,6 +293,7 @@ class VolumeService:
             "modified": meta.modified,
             "expires": meta.expires,
             "nodes": list(nodes),
+            "copies": copies,
             "condition": condition,
         }
         answer = await self.call_master("POST", "/internal/commit", body)
@@ -295,24 +316,120 @@ class VolumeService:
         except (aiohttp.ClientError, TimeoutError, orjson.JSONDecodeError, OSError) as exc:
             raise Unavailable(f"master unreachable: {exc}") from exc
 
-    # -- settling pending values with the master -----------------------------------------
+    # -- reconciling with the master ------------------------------------------------------
+
+    def join_cluster(self, cluster_id: str) -> bool:
+        """Remember the master's index identity; False when it is not the one this volume's
+        data belongs to (a new or wiped index): then nothing here is dropped to match it
+        until `pulzar restore` has rebuilt the index from the volumes."""
+        path = self.store.root / "cluster_id"
+        known = path.read_text().strip() if path.exists() else ""
+        if not known or self.store.count() == 0:
+            path.write_text(cluster_id + "\n")
+            known = cluster_id
+        self.reconcile_allowed = known == cluster_id
+        if not self.reconcile_allowed:
+            log.error(
+                "the master's index (%s) is not the one this volume's data belongs to (%s): "
+                "keeping every value; rebuild the index with `pulzar restore`",
+                cluster_id,
+                known,
+            )
+        return self.reconcile_allowed
+
+    async def _keep(self, pairs: list[tuple[str, int]]) -> list[bool]:
+        """For each (key, version): does the master list this node as holding it, current?"""
+        keep: list[bool] = []
+        for start in range(0, len(pairs), 500):
+            batch = pairs[start : start + 500]
+            answer = await self.call_master(
+                "POST",
+                "/internal/lookup",
+                {"node": self.node_id, "values": [list(kv) for kv in batch]},
+            )
+            keep.extend(bool(k) for k in answer["keep"])
+        return keep
 
     async def settle_pending(self, older_than: float) -> int:
-        """Finalize pending values that the master has as current; drop the others."""
+        """Finalize pending values that the master lists here as current; drop the others.
+        Only values stored before `older_than` are looked at: younger ones may still be
+        waiting for their commit."""
+        if not self.reconcile_allowed:
+            return 0
         pending = [kv for kv in self.store.pending(older_than) if kv not in self._in_flight]
-        settled = 0
-        for start in range(0, len(pending), 500):
-            batch = pending[start : start + 500]
-            answer = await self.call_master(
-                "POST", "/internal/lookup", {"values": [list(kv) for kv in batch]}
-            )
-            for (key, version), current in zip(batch, answer["current"], strict=True):
-                if current:
-                    await self.store.finalize(key, version)
+        for (key, version), keep in zip(pending, await self._keep(pending), strict=True):
+            if keep:
+                await self.store.finalize(key, version)
+            else:
+                await self.store.discard(key, version)
+        return len(pending)
+
+    async def reconcile(self, now: float) -> int:
+        """After (re)joining: drop every value the master does not list here as current
+        (deleted or overwritten while this node was away, or re-copied elsewhere), and
+        settle old pending ones. Returns the number of values dropped."""
+        if not self.reconcile_allowed:
+            return 0
+        young = now - self.config.security.ticket_ttl
+        dropped = 0
+        after: bytes | None = None
+        while True:
+            values, after = self.store.scan(after, 500)
+            pairs = [
+                (v.meta.key, v.meta.version)
+                for v in values
+                if (v.meta.key, v.meta.version) not in self._in_flight
+                and not (
+                    v.meta.modified > young and self.store.is_pending(v.meta.key, v.meta.version)
+                )
+            ]
+            for (key, version), keep in zip(pairs, await self._keep(pairs), strict=True):
+                if keep:
+                    if self.store.is_pending(key, version):
+                        await self.store.finalize(key, version)
                 else:
                     await self.store.discard(key, version)
-                settled += 1
-        return settled
+                    dropped += 1
+            if after is None:
+                return dropped
+
+    # -- scrubbing ------------------------------------------------------------------------
+
+    async def scrub(self, after: bytes | None) -> tuple[int, bytes | None]:
+        """Re-verify one batch of values; a corrupt copy is dropped and reported, so the
+        master's repair copies a good one back. Returns (corrupt found, next position)."""
+        values, position = self.store.scan(after, self.config.repair.scrub_batch)
+        rate = self.config.repair.scrub_bandwidth * 1024 * 1024
+        corrupt = 0
+        for stored in values:
+            if not await asyncio.to_thread(stored.verify_fully):
+                corrupt += 1
+                await self.report_corrupt(stored.meta)
+            if rate and stored.path is not None:
+                await asyncio.sleep(stored.meta.size / rate)
+        return corrupt, position
+
+    async def report_corrupt(self, meta: ValueMeta) -> None:
+        """Drop a copy that fails its checksum and tell the master, which re-copies a good one."""
+        log.error("checksum mismatch: %s version %d; dropping this copy", meta.key, meta.version)
+        await self.store.discard(meta.key, meta.version)
+        try:
+            await self.call_master(
+                "POST",
+                "/internal/lost",
+                {"node": self.node_id, "key": meta.key, "version": meta.version},
+            )
+        except Unavailable as exc:
+            log.warning("could not report the corrupt copy of %s: %s", meta.key, exc)
+
+    # -- copies for repair ----------------------------------------------------------------
+
+    async def push_copy(self, ticket: WriteTicket) -> bool:
+        """Send this node's copy of the ticket's version to the ticket's (single) target."""
+        stored = self.store.get(ticket.key, ticket.version)
+        if stored is None:
+            return False
+        return await self._send_replica(ticket.urls[0], ticket, stored.meta)
 
     # -- reporting ------------------------------------------------------------------------
 

@@ -1,0 +1,213 @@
+"""Keeping every key at R live copies, and spreading keys onto new volumes.
+
+`Repairer.step(now)` is one pass: it walks the index in batches and, for each key,
+- drops from the key's node list the nodes that have been dead for `[timers] repair_after`
+  (they may come back sooner: until then they still count as holders);
+- when fewer than R holders remain, copies the value from a live holder to the best live node
+  that does not hold it (the volume pushes it; the index is then updated atomically, only if the
+  version is still current; a copy whose key changed meanwhile is dropped again).
+Then, when a live volume holds far fewer keys than the average (a new, empty volume), it moves
+keys to it from the fullest volume: copy, switch the index, drop the old copy. Reads keep working
+throughout: the index names a holder at every moment, and a volume asked for a copy it just
+dropped sends the reader back to the master.
+
+Copies are bounded: at most `[repair] parallel` at a time and `[repair] bandwidth` bytes a second.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Coroutine
+from dataclasses import dataclass, field
+from typing import Any
+
+from pulzar.core.placement import Candidate, rank
+from pulzar.master.nodes import Node, NodeState
+from pulzar.master.service import MasterService
+from pulzar.storage.records import KeyRecord
+
+log = logging.getLogger(__name__)
+
+_BATCH = 1000
+
+
+@dataclass
+class RepairProgress:
+    """What /admin/network and /metrics report about repair."""
+
+    under_replicated: int = 0
+    unavailable: int = 0
+    copies_made: int = 0
+    copies_failed: int = 0
+    keys_moved: int = 0
+    bytes_copied: int = 0
+    last_pass: float | None = None
+    running: bool = False
+    errors: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "under_replicated": self.under_replicated,
+            "unavailable": self.unavailable,
+            "copies_made": self.copies_made,
+            "copies_failed": self.copies_failed,
+            "keys_moved": self.keys_moved,
+            "bytes_copied": self.bytes_copied,
+            "last_pass": self.last_pass,
+            "running": self.running,
+        }
+
+
+class _Bandwidth:
+    """A token bucket in bytes per second (0: unlimited)."""
+
+    def __init__(self, rate: float) -> None:
+        self.rate = rate
+        self._allowance = rate
+        self._last = time.monotonic()
+
+    async def take(self, size: int) -> None:
+        if not self.rate:
+            return
+        now = time.monotonic()
+        self._allowance = min(self.rate, self._allowance + (now - self._last) * self.rate)
+        self._last = now
+        self._allowance -= size
+        if self._allowance < 0:
+            await asyncio.sleep(-self._allowance / self.rate)
+
+
+class Repairer:
+    def __init__(
+        self, service: MasterService, *, grace: float, parallel: int, bandwidth: float
+    ) -> None:
+        self.service = service
+        self.grace = grace
+        self.progress = RepairProgress()
+        self._slots = asyncio.Semaphore(max(1, parallel))
+        self._bandwidth = _Bandwidth(bandwidth)
+
+    def gone(self, now: float) -> set[str]:
+        """Nodes dead for longer than the grace period: no longer counted as holders."""
+        return {
+            n.id
+            for n in self.service.nodes.all()
+            if n.state is NodeState.DEAD and now - n.last_seen >= self.grace
+        }
+
+    async def step(self, now: float) -> None:
+        """One pass over the index: repair what is under-replicated, then rebalance."""
+        self.progress.running = True
+        try:
+            await self._repair_pass(now)
+            await self._rebalance(now)
+        finally:
+            self.progress.running = False
+            self.progress.last_pass = time.time()
+
+    async def _repair_pass(self, now: float) -> None:
+        gone = self.gone(now)
+        live = {n.id: n for n in self.service.nodes.live()}
+        under = unavailable = 0
+        after: str | None = None
+        while True:
+            records, after = self.service.index.scan("/", after, _BATCH, now)
+            jobs: list[Coroutine[Any, Any, object]] = []
+            for record in records:
+                holders = tuple(n for n in record.nodes if n not in gone)
+                if not any(n in live for n in holders):
+                    unavailable += 1
+                    continue
+                if len(holders) < record.copies:
+                    under += 1
+                    jobs.append(self._add_copies(record, holders, live))
+                elif len(holders) < len(record.nodes):
+                    jobs.append(self._set_nodes(record, holders))
+            await asyncio.gather(*jobs)
+            if after is None:
+                break
+        self.progress.under_replicated = under
+        self.progress.unavailable = unavailable
+
+    async def _set_nodes(self, record: KeyRecord, nodes: tuple[str, ...]) -> bool:
+        return await self.service.index.set_nodes(record.meta.key, record.meta.version, nodes)
+
+    async def _add_copies(
+        self, record: KeyRecord, holders: tuple[str, ...], live: dict[str, Node]
+    ) -> None:
+        sources = [live[n] for n in holders if n in live]
+        candidates = [
+            Candidate(n.id, float(n.beat.free_bytes))
+            for n in live.values()
+            if n.id not in record.nodes and n.beat.free_bytes > record.meta.size
+        ]
+        targets = rank(record.meta.key, candidates)[: record.copies - len(holders)]
+        nodes = list(holders)
+        for target_id in targets:
+            if await self.copy(record, sources[0], live[target_id]):
+                nodes.append(target_id)
+        if tuple(nodes) != record.nodes:
+            if await self._set_nodes(record, tuple(nodes)):
+                for target_id in targets:
+                    if target_id in nodes:
+                        await self.service.volumes.finalize(live[target_id].url, record)
+            else:
+                for target_id in targets:
+                    await self.service.volumes.drop_version(live[target_id].url, record)
+
+    async def copy(self, record: KeyRecord, source: Node, target: Node) -> bool:
+        """Have `source` push `record`'s current version to `target` (stored there pending)."""
+        async with self._slots:
+            await self._bandwidth.take(record.meta.size)
+            ok = await self.service.volumes.push_copy(
+                source.url,
+                record,
+                target.id,
+                target.url,
+                self.service.config.security.ticket_ttl,
+            )
+        if ok:
+            self.progress.copies_made += 1
+            self.progress.bytes_copied += record.meta.size
+        else:
+            self.progress.copies_failed += 1
+        return ok
+
+    # -- rebalancing ----------------------------------------------------------------------
+
+    async def _rebalance(self, now: float, limit: int = 200) -> None:
+        """Move keys from the fullest live volume to one holding far fewer than average."""
+        live = self.service.nodes.live()
+        if len(live) < 2:
+            return
+        average = sum(n.beat.keys for n in live) / len(live)
+        emptiest = min(live, key=lambda n: n.beat.keys)
+        fullest = max(live, key=lambda n: n.beat.keys)
+        if average < 8 or emptiest.beat.keys >= 0.8 * average:
+            return
+        budget = min(limit, int(average - emptiest.beat.keys))
+        after: str | None = None
+        while budget > 0:
+            records, after = self.service.index.scan("/", after, _BATCH, now)
+            for record in records:
+                if budget <= 0:
+                    break
+                movable = fullest.id in record.nodes and emptiest.id not in record.nodes
+                if movable and await self._move(record, fullest, emptiest):
+                    budget -= 1
+            if after is None:
+                break
+
+    async def _move(self, record: KeyRecord, source: Node, target: Node) -> bool:
+        if not await self.copy(record, source, target):
+            return False
+        nodes = tuple(target.id if n == source.id else n for n in record.nodes)
+        if not await self._set_nodes(record, nodes):
+            await self.service.volumes.drop_version(target.url, record)
+            return False
+        await self.service.volumes.finalize(target.url, record)
+        await self.service.volumes.drop_version(source.url, record)
+        self.progress.keys_moved += 1
+        return True
