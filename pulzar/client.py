@@ -131,17 +131,24 @@ class Client:
         return response.content
 
     @contextlib.contextmanager
-    def get_stream(self, key: str, chunk_size: int = 1024 * 1024) -> Iterator[Iterator[bytes]]:
-        """`with client.get_stream(key) as chunks:` iterate the value with bounded memory."""
+    def open(self, key: str) -> Iterator[httpx.Response]:
+        """`with client.open(key) as response:` the volume's streaming answer, headers
+        included (`ETag`, `Content-Type`, `X-Pulzar-Version`); read it with `iter_bytes()`."""
         url = self._location(key)
         try:
-            with self._http.stream("GET", url) as response:
+            with self._http.stream("GET", url, follow_redirects=True) as response:
                 if response.status_code >= 400:
                     response.read()
                     self._raise_for(response, key_request=True)
-                yield response.iter_bytes(chunk_size)
+                yield response
         except httpx.TransportError as exc:
             raise Unavailable(f"transfer of {key} failed: {exc}") from exc
+
+    @contextlib.contextmanager
+    def get_stream(self, key: str, chunk_size: int = 1024 * 1024) -> Iterator[Iterator[bytes]]:
+        """`with client.get_stream(key) as chunks:` iterate the value with bounded memory."""
+        with self.open(key) as response:
+            yield response.iter_bytes(chunk_size)
 
     def download(self, key: str, path: str | Path) -> int:
         """Write `key` to the file `path`; return the number of bytes."""
@@ -172,6 +179,22 @@ class Client:
                 return
 
     # -- cluster --------------------------------------------------------------------------
+
+    def admin(self, method: str, path: str, **kwargs: Any) -> Any:
+        """Call an /admin endpoint; returns its `data`."""
+        return self._json(method, path, **kwargs)
+
+    def put_restored(self, meta: dict[str, Any], data: Body) -> dict[str, Any]:
+        """Store a value from a backup, keeping its version and times (`meta` as in a
+        backup manifest)."""
+        params = {k: meta[k] for k in ("version", "created", "modified", "size")}
+        if meta.get("expires") is not None:
+            params["expires"] = meta["expires"]
+        node = self._json("GET", f"/admin/restore_node{_path(meta['key'])}", params=params)
+        headers = {"Content-Type": meta.get("content_type") or "application/octet-stream"}
+        response = self._send("PUT", node["node"], content=data, headers=headers)
+        self._raise_for(response)
+        return dict(response.json()["data"])
 
     def network(self) -> builtins.list[dict[str, Any]]:
         return builtins.list(self._json("GET", "/admin/network"))

@@ -6,6 +6,7 @@ import click
 
 from pulzar import __version__
 from pulzar.cli.keys import get, ls, put, rm, stat
+from pulzar.cli.maintenance import backup, drain, restore
 from pulzar.cli.servers import master, up, volume
 
 
@@ -19,8 +20,9 @@ def cli() -> None:
     """
 
 
-for command in (up, master, volume, put, get, rm, ls, stat):
+for command in (up, master, volume, put, get, rm, ls, stat, backup, restore):
     cli.add_command(command)
+volume.add_command(drain)
 
 
 def main() -> None:

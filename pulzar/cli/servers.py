@@ -52,15 +52,26 @@ config_option = click.option(
 @click.option("--port", type=int, default=None, help=f"Port (default {DEFAULT_MASTER_PORT}).")
 @click.option("--data", default=None, help="Data directory (default ./pulzar-data/master).")
 @click.option("--public-url", default=None, help="URL clients and volumes use to reach it.")
+@click.option(
+    "--restore",
+    "restore_from",
+    multiple=True,
+    metavar="VOLUME_URL",
+    help="Rebuild the index from this volume at start (repeatable; the original's "
+    "manage.py --restore).",
+)
 @config_option
 def master(
     host: str | None,
     port: int | None,
     data: str | None,
     public_url: str | None,
+    restore_from: tuple[str, ...],
     config_file: str | None,
 ) -> None:
     """Run the master: key index, node registry and the public API."""
+    from functools import partial
+
     from pulzar.master.server import create_app
 
     config = _config(
@@ -72,10 +83,11 @@ def master(
             ("server", "public_url"): public_url,
         },
     )
-    _serve(create_app, config, config.server.host, config.server.port, config.server.access_log)
+    make_app = partial(create_app, restore_from=list(restore_from) or None)
+    _serve(make_app, config, config.server.host, config.server.port, config.server.access_log)
 
 
-@click.command()
+@click.group(invoke_without_command=True)
 @click.option(
     "--master",
     "master_url",
@@ -89,7 +101,9 @@ def master(
 @click.option("--name", default=None, help="Name shown in /admin/network (default host:port).")
 @click.option("--max-bytes", type=int, default=None, help="Capacity treated as full, in bytes.")
 @config_option
+@click.pass_context
 def volume(
+    ctx: click.Context,
     master_url: str | None,
     host: str | None,
     port: int | None,
@@ -99,7 +113,12 @@ def volume(
     max_bytes: int | None,
     config_file: str | None,
 ) -> None:
-    """Run a volume: stores and serves values. Needs the master's cluster secret."""
+    """Run a volume: stores and serves values. Needs the master's cluster secret.
+
+    `pulzar volume drain NODE` moves a volume's copies away before it is retired.
+    """
+    if ctx.invoked_subcommand is not None:
+        return
     from pulzar.volume.server import create_app
 
     config = _config(

@@ -66,6 +66,9 @@ class WriteTicket:
     #: Copies to make (R) and copies that must be durable before the commit (W).
     copies: int = 1
     quorum: int = 1
+    #: Set when restoring a backup: the value keeps its modification time and expiry.
+    modified: float | None = None
+    expires: float | None = None
 
     def to_payload(self) -> dict[str, Any]:
         return {
@@ -80,6 +83,8 @@ class WriteTicket:
             "cr": self.created,
             "r": self.copies,
             "w": self.quorum,
+            "m": self.modified,
+            "e": self.expires,
         }
 
     @classmethod
@@ -96,6 +101,8 @@ class WriteTicket:
             created=None if p.get("cr") is None else float(p["cr"]),
             copies=int(p.get("r", 1)),
             quorum=int(p.get("w", 1)),
+            modified=None if p.get("m") is None else float(p["m"]),
+            expires=None if p.get("e") is None else float(p["e"]),
         )
 
 

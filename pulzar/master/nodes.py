@@ -56,6 +56,8 @@ class Node:
     state: NodeState = NodeState.ALIVE
     last_seen: float = 0.0
     registered_at: float = 0.0
+    #: Being emptied before it is retired: takes no new copies, its keys move away.
+    draining: bool = False
 
     @property
     def id(self) -> str:
@@ -84,6 +86,7 @@ class Node:
             "load": round(b.load, 2),
             "synch": self.alive,
             "state": self.state.value,
+            "draining": self.draining,
             "last_seen": self.last_seen,
             "used_bytes": b.used_bytes,
             "free_bytes": b.free_bytes,
@@ -108,6 +111,15 @@ class NodeRegistry:
         node.last_seen = now
         node.state = NodeState.ALIVE
         return node
+
+    def load(self, known: list[Heartbeat], now: float) -> None:
+        """Nodes remembered from before a restart: dead until they heartbeat, and counted
+        as holders for the repair grace period from `now`."""
+        for beat in known:
+            if beat.node_id not in self._nodes:
+                self._nodes[beat.node_id] = Node(
+                    beat, state=NodeState.DEAD, last_seen=now, registered_at=now
+                )
 
     def disconnected(self, node_id: str) -> None:
         """The node's heartbeat connection dropped: treat it as dead until it is back."""
@@ -143,4 +155,13 @@ class NodeRegistry:
         return sorted(self._nodes.values(), key=lambda n: n.name)
 
     def live(self) -> list[Node]:
+        """Alive nodes (readable; draining ones included)."""
         return [n for n in self._nodes.values() if n.alive]
+
+    def writable(self) -> list[Node]:
+        """Alive nodes that take new copies."""
+        return [n for n in self._nodes.values() if n.alive and not n.draining]
+
+    def forget(self, node_id: str) -> bool:
+        """Remove a node from the registry (a retired volume)."""
+        return self._nodes.pop(node_id, None) is not None

@@ -90,11 +90,12 @@ class Repairer:
         self._bandwidth = _Bandwidth(bandwidth)
 
     def gone(self, now: float) -> set[str]:
-        """Nodes dead for longer than the grace period: no longer counted as holders."""
+        """Nodes no longer counted as holders: dead for longer than the grace period, or
+        draining (their copies still serve reads, and are dropped once copied elsewhere)."""
         return {
             n.id
             for n in self.service.nodes.all()
-            if n.state is NodeState.DEAD and now - n.last_seen >= self.grace
+            if n.draining or (n.state is NodeState.DEAD and now - n.last_seen >= self.grace)
         }
 
     async def step(self, now: float) -> None:
@@ -114,17 +115,16 @@ class Repairer:
         after: str | None = None
         while True:
             records, after = self.service.index.scan("/", after, _BATCH, now)
-            jobs: list[Coroutine[Any, Any, object]] = []
+            jobs: list[Coroutine[Any, Any, None]] = []
             for record in records:
-                holders = tuple(n for n in record.nodes if n not in gone)
-                if not any(n in live for n in holders):
+                if not any(n in live for n in record.nodes):
                     unavailable += 1
                     continue
+                holders = [n for n in record.nodes if n not in gone]
                 if len(holders) < record.copies:
                     under += 1
-                    jobs.append(self._add_copies(record, holders, live))
-                elif len(holders) < len(record.nodes):
-                    jobs.append(self._set_nodes(record, holders))
+                if len(holders) < len(record.nodes) or len(holders) < record.copies:
+                    jobs.append(self._repair(record, holders, gone, live))
             await asyncio.gather(*jobs)
             if after is None:
                 break
@@ -134,28 +134,37 @@ class Repairer:
     async def _set_nodes(self, record: KeyRecord, nodes: tuple[str, ...]) -> bool:
         return await self.service.index.set_nodes(record.meta.key, record.meta.version, nodes)
 
-    async def _add_copies(
-        self, record: KeyRecord, holders: tuple[str, ...], live: dict[str, Node]
+    async def _repair(
+        self, record: KeyRecord, holders: list[str], gone: set[str], live: dict[str, Node]
     ) -> None:
-        sources = [live[n] for n in holders if n in live]
+        """Copy `record` to new nodes until it has R holders, then point the index at them.
+
+        A draining node stays listed (and keeps its copy) until enough copies exist without
+        it; a node dead past the grace period is dropped from the list either way.
+        """
+        sources = [live[n] for n in record.nodes if n in live]
         candidates = [
             Candidate(n.id, float(n.beat.free_bytes))
             for n in live.values()
-            if n.id not in record.nodes and n.beat.free_bytes > record.meta.size
+            if n.id not in record.nodes and not n.draining and n.beat.free_bytes > record.meta.size
         ]
-        targets = rank(record.meta.key, candidates)[: record.copies - len(holders)]
-        nodes = list(holders)
-        for target_id in targets:
-            if await self.copy(record, sources[0], live[target_id]):
-                nodes.append(target_id)
-        if tuple(nodes) != record.nodes:
-            if await self._set_nodes(record, tuple(nodes)):
-                for target_id in targets:
-                    if target_id in nodes:
-                        await self.service.volumes.finalize(live[target_id].url, record)
-            else:
-                for target_id in targets:
-                    await self.service.volumes.drop_version(live[target_id].url, record)
+        targets = rank(record.meta.key, candidates)[: max(0, record.copies - len(holders))]
+        added = [t for t in targets if await self.copy(record, sources[0], live[t])]
+        nodes = holders + added
+        draining = [n for n in record.nodes if n in gone and n in live and live[n].draining]
+        if len(nodes) < record.copies:
+            nodes += draining
+            draining = []
+        if not nodes or tuple(nodes) == record.nodes:
+            return
+        if await self._set_nodes(record, tuple(nodes)):
+            for node_id in added:
+                await self.service.volumes.finalize(live[node_id].url, record)
+            for node_id in draining:
+                await self.service.volumes.drop_version(live[node_id].url, record)
+        else:
+            for node_id in added:
+                await self.service.volumes.drop_version(live[node_id].url, record)
 
     async def copy(self, record: KeyRecord, source: Node, target: Node) -> bool:
         """Have `source` push `record`'s current version to `target` (stored there pending)."""
@@ -179,7 +188,7 @@ class Repairer:
 
     async def _rebalance(self, now: float, limit: int = 200) -> None:
         """Move keys from the fullest live volume to one holding far fewer than average."""
-        live = self.service.nodes.live()
+        live = self.service.nodes.writable()
         if len(live) < 2:
             return
         average = sum(n.beat.keys for n in live) / len(live)

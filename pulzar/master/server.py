@@ -15,8 +15,10 @@ from aiohttp import web
 from pulzar.core.config import Config, data_path
 from pulzar.core.tickets import new_secret
 from pulzar.http.responses import error_middleware
+from pulzar.master import maintenance
 from pulzar.master.app import CONNECTIONS, REPAIR, SERVICE, add_routes
-from pulzar.master.nodes import NodeRegistry
+from pulzar.master.extension_routes import add_extension_routes
+from pulzar.master.nodes import Heartbeat, NodeRegistry
 from pulzar.master.repair import Repairer
 from pulzar.master.service import MasterService
 from pulzar.storage.index import Index
@@ -54,11 +56,16 @@ async def every(seconds: float, step: Callable[[float], Awaitable[object]], name
             log.exception("%s failed", name)
 
 
-def create_app(config: Config) -> web.Application:
+def create_app(config: Config, restore_from: list[str] | None = None) -> web.Application:
+    """The master application; `restore_from` rebuilds the index from those volumes at
+    start (`pulzar master --restore URL`)."""
     data_dir = data_path(config.server.data)
     secret = cluster_secret(config, data_dir)
     index = Index(data_dir / "index", map_size_gb=config.storage.map_size_gb)
     nodes = NodeRegistry(config.timers.suspect_after, config.timers.dead_after)
+    nodes.load(
+        [Heartbeat.from_json({"node_id": n["id"], **n}) for n in index.known_nodes()], time.time()
+    )
     service = MasterService(config, index, nodes, secret)
     repairer = Repairer(
         service,
@@ -72,6 +79,8 @@ def create_app(config: Config) -> web.Application:
     app[REPAIR] = repairer
     app[CONNECTIONS] = {}
     add_routes(app)
+    add_extension_routes(app, service)
+    maintenance.setup(app)
 
     async def tick(now: float) -> None:
         for node in nodes.tick(now):
@@ -86,6 +95,8 @@ def create_app(config: Config) -> web.Application:
             asyncio.ensure_future(every(config.timers.repair, repairer.step, "repair")),
         ]
         log.info("master listening on %s (data in %s)", config.master_url, data_dir)
+        if restore_from:
+            maintenance.start_restore(app, service, restore_from)
         yield
         for task in tasks:
             task.cancel()

@@ -12,7 +12,13 @@ from typing import Any
 from urllib.parse import quote
 
 from pulzar.core.config import Config
-from pulzar.core.errors import BadRequest, KeyNotFound, NoLiveVolume, PayloadTooLarge
+from pulzar.core.errors import (
+    BadRequest,
+    InsufficientStorage,
+    KeyNotFound,
+    NoLiveVolume,
+    PayloadTooLarge,
+)
 from pulzar.core.placement import Candidate, rank
 from pulzar.core.tickets import WriteTicket, sign_ticket
 from pulzar.master.nodes import Heartbeat, Node, NodeRegistry
@@ -60,11 +66,15 @@ class MasterService:
         """Live nodes with room for `size` bytes, best first by weighted rendezvous hashing
         (at most `limit`); at least `quorum` of them, else `NoLiveVolume`."""
         live = {
-            n.id: n for n in self.nodes.live() if n.beat.free_bytes > size and n.beat.percent < 100
+            n.id: n
+            for n in self.nodes.writable()
+            if n.beat.free_bytes > size and n.beat.percent < 100
         }
         if len(live) < quorum:
             have = len(live)
-            raise NoLiveVolume(
+            # Enough volumes are up but too few have room: the cluster is full (507), not down.
+            error = InsufficientStorage if len(self.nodes.live()) >= quorum else NoLiveVolume
+            raise error(
                 f"{quorum} durable copies needed but {have} live "
                 f"volume{'s' if have != 1 else ''} with room"
             )
@@ -81,10 +91,12 @@ class MasterService:
         condition: str,
         request_id: str,
         now: float,
+        restoring: ValueMeta | None = None,
     ) -> WritePlan:
         """Check what can be checked before the upload and pick the volumes and the version.
 
         The condition is checked here to fail early, and again atomically at commit.
+        `restoring` (a backup's metadata) keeps the value's version and times.
         """
         if size is not None and size > self.max_bytes:
             raise PayloadTooLarge(
@@ -95,18 +107,22 @@ class MasterService:
         copies, quorum = self.replicas_for(replicas)
         # Two spares beyond R take a copy when a chosen replica cannot be reached.
         chosen = self.choose_nodes(key, size or 0, quorum, copies + 2)
+        if restoring is not None:
+            await self.index.ensure_version_above(restoring.version)
         ticket = WriteTicket(
             key=key,
-            version=await self.index.next_version(),
+            version=restoring.version if restoring else await self.index.next_version(),
             nodes=tuple(n.id for n in chosen),
             urls=tuple(n.url for n in chosen),
             expires_at=now + self.config.security.ticket_ttl,
             ttl=None if ttl_days is None else ttl_days * DAY,
             condition=condition,
             request_id=request_id,
-            created=current.meta.created if current is not None else None,
+            created=restoring.created if restoring else current.meta.created if current else None,
             copies=copies,
             quorum=quorum,
+            modified=restoring.modified if restoring else None,
+            expires=restoring.expires if restoring else None,
         )
         url = f"{chosen[0].url}/add_key{quote(key)}?t={sign_ticket(self.secret, ticket)}"
         if request_id:
@@ -207,8 +223,10 @@ class MasterService:
             beat = Heartbeat.from_json(body)
         except (KeyError, TypeError, ValueError) as exc:
             raise BadRequest(f"malformed heartbeat: {exc}") from None
-        node = self.nodes.heartbeat(beat, now)
-        return node
+        known = self.nodes.get(beat.node_id)
+        if known is None or (known.name, known.url) != (beat.name, beat.url):
+            self.volumes.spawn(self.index.save_node(beat.node_id, beat.name, beat.url))
+        return self.nodes.heartbeat(beat, now)
 
     def holds(self, node: str | None, pairs: list[tuple[str, int]], now: float) -> list[bool]:
         """For each (key, version): is it current, and listed on `node` (when given)?"""

@@ -24,4 +24,6 @@ def key_json(meta: ValueMeta) -> dict[str, Any]:
         "created": iso(meta.created),
         "modified": iso(meta.modified),
         "expires": iso(meta.expires),
+        "etag": meta.etag,
+        "content_type": meta.content_type,
     }

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Coroutine
+from typing import Any
 from urllib.parse import quote
 
 import aiohttp
@@ -24,7 +26,7 @@ class VolumeCalls:
         self._secret = secret
         self._timeout = timeout
         self._session: aiohttp.ClientSession | None = None
-        self._tasks: set[asyncio.Task[bool]] = set()
+        self._tasks: set[asyncio.Future[Any]] = set()
 
     def _client(self) -> aiohttp.ClientSession:
         if self._session is None:
@@ -89,10 +91,14 @@ class VolumeCalls:
         )
         return await self.call("POST", source_url, path, timeout=COPY_TIMEOUT)
 
+    def spawn(self, work: Coroutine[Any, Any, Any]) -> None:
+        """Run `work` in the background, keeping a reference until it is done."""
+        task = asyncio.ensure_future(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
     def delete_later(self, targets: list[tuple[str, str, int]]) -> None:
         """Delete (url, key, version) copies in the background. A node that misses it drops
         the value when it next reconciles with the master."""
         for url, key, version in targets:
-            task = asyncio.ensure_future(self.delete_value(url, key, version))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            self.spawn(self.delete_value(url, key, version))

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import lmdb
+import orjson
 
 from pulzar.core.errors import Conflict, KeyNotFound, PreconditionFailed
 from pulzar.storage.groupcommit import GroupCommitter
@@ -76,6 +77,7 @@ class Index:
         self._expiry = self.env.open_db(b"expiry")
         self._tombs = self.env.open_db(b"tombs")
         self._meta = self.env.open_db(b"meta")
+        self._nodes = self.env.open_db(b"nodes")
         check_format(self.env, self._meta, FORMAT, f"index at {path}")
         self._writer = GroupCommitter(self.env, "index")
         self._version_lock = asyncio.Lock()
@@ -291,3 +293,54 @@ class Index:
 
         await self._writer.write(op)
         self.cluster_id = cluster_id
+
+    async def restore(
+        self, records: list[KeyRecord], tombs: dict[str, int], highest_version: int
+    ) -> None:
+        """Write records rebuilt from the volumes (or a backup) as they are, record the
+        deletes, and keep new versions above `highest_version`."""
+
+        def op(txn: lmdb.Transaction) -> None:
+            for record in records:
+                key = record.meta.key.encode("utf-8")
+                raw = txn.get(key, db=self._keys)
+                if raw is not None:
+                    old = unpack_key_record(record.meta.key, raw)
+                    if old.meta.version >= record.meta.version:
+                        continue
+                    self._remove(txn, key, old)
+                txn.put(key, pack_key_record(record), db=self._keys)
+                if record.meta.expires is not None:
+                    txn.put(_expiry_key(record.meta.expires, key), b"", db=self._expiry)
+            for name, version in tombs.items():
+                txn.put(name.encode("utf-8"), _TOMB.pack(version, 0), db=self._tombs)
+
+        await self._writer.write(op)
+        await self.ensure_version_above(highest_version)
+
+    async def ensure_version_above(self, version: int) -> None:
+        """Make every version handed out from now on larger than `version`."""
+        if version >= self._next_version:
+            self._next_version = version + 1
+            await self.next_version()
+
+    def is_empty(self) -> bool:
+        with self.env.begin() as txn:
+            return int(txn.stat(self._keys)["entries"]) == 0
+
+    def known_nodes(self) -> list[dict[str, str]]:
+        """Every volume that ever registered (`id`, `name`, `url`), so that a restarted
+        master knows how many copies the cluster keeps before the volumes are back."""
+        with self.env.begin(db=self._nodes) as txn:
+            return [orjson.loads(raw) for _, raw in txn.cursor()]
+
+    async def save_node(self, node_id: str, name: str, url: str) -> None:
+        record = orjson.dumps({"id": node_id, "name": name, "url": url})
+
+        def op(txn: lmdb.Transaction) -> None:
+            txn.put(node_id.encode(), record, db=self._nodes)
+
+        await self._writer.write(op)
+
+    async def forget_node(self, node_id: str) -> None:
+        await self._writer.write(lambda txn: txn.delete(node_id.encode(), db=self._nodes))

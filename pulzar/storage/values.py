@@ -162,9 +162,11 @@ class ValueStore:
             return max(0, self.max_bytes - self.used_bytes)
         return shutil.disk_usage(self.root).free
 
-    def ensure_room(self, size: int) -> None:
-        """Raise `InsufficientStorage` when `size` more bytes would not fit."""
-        if size > self.free_bytes():
+    def ensure_room(self, size: int, *, written: int = 0) -> None:
+        """Raise `InsufficientStorage` when a value of `size` bytes would not fit; `written`
+        of them are already in tmp/ (they take disk space, but count against `max_bytes`
+        only once the value is stored)."""
+        if (size if self.max_bytes else size - written) > self.free_bytes():
             raise InsufficientStorage("volume is full")
 
     def count(self) -> int:

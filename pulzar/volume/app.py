@@ -12,7 +12,7 @@ from pulzar.core.tickets import verify_ticket
 from pulzar.http.internal import check_signed
 from pulzar.http.keys import key_from, ttl_days_from
 from pulzar.http.responses import envelope, query_int
-from pulzar.volume.service import Upload, VolumeService
+from pulzar.volume.service import Upload, VolumeService, dump_entry
 from pulzar.volume.serving import value_response
 
 SERVICE = web.AppKey("service", VolumeService)
@@ -91,6 +91,30 @@ async def replica(request: web.Request) -> web.Response:
         raise BadRequest("replica needs 'modified' and 'expires'") from None
     await svc.receive(ticket, _upload(request), modified=modified, expires=expires)
     return envelope(None, "stored")
+
+
+@routes.get("/internal/dump")
+async def dump(request: web.Request) -> web.Response:
+    """A page of this node's committed values with their metadata, in key order (to rebuild
+    the master index); the first page also carries the deletes this node was told of."""
+    svc = _svc(request)
+    check_signed(request, svc.secret)
+    limit = query_int(request, "limit", 1000, minimum=1, maximum=10000)
+    assert limit is not None
+    try:
+        after = bytes.fromhex(request.query.get("after", ""))
+    except ValueError:
+        raise BadRequest("'after' must be the hex token of the previous page") from None
+    values, position = svc.store.scan(after or None, limit)
+    committed = [v.meta for v in values if not svc.store.is_pending(v.meta.key, v.meta.version)]
+    page = {
+        "node": svc.node_id,
+        "cluster": svc.cluster_id or "",
+        "values": [dump_entry(meta) for meta in committed],
+        "tombs": [] if after else [list(t) for t in svc.store.tombstones()],
+        "next": position.hex() if position else None,
+    }
+    return envelope(page)
 
 
 @routes.post("/internal/copy/{key:(?s:.*)}")

@@ -57,12 +57,14 @@ async def _beat(svc: VolumeService, ws: aiohttp.ClientWebSocketResponse, interva
         msg = await ws.receive(timeout=max(5.0, interval * 5))
         if msg.type is not aiohttp.WSMsgType.BINARY:
             return
+        was_allowed = svc.reconcile_allowed and not first
+        allowed = svc.join_cluster(str(orjson.loads(msg.data).get("cluster", "")))
         if first:
             first = False
             svc.registered = True
             log.info("registered with the master at %s as %s", svc.master, svc.node_id)
-            if svc.join_cluster(str(orjson.loads(msg.data).get("cluster", ""))):
-                svc.spawn(_reconcile(svc))
+        if allowed and not was_allowed:
+            svc.spawn(_reconcile(svc))
         await asyncio.sleep(interval)
 
 

@@ -57,6 +57,20 @@ def stored_content_type(given: str | None) -> str:
     return given
 
 
+def dump_entry(meta: ValueMeta) -> dict[str, Any]:
+    """A value's own metadata as JSON (for rebuilding the master index)."""
+    return {
+        "key": meta.key,
+        "version": meta.version,
+        "size": meta.size,
+        "checksum": meta.checksum.hex(),
+        "content_type": meta.content_type,
+        "created": meta.created,
+        "modified": meta.modified,
+        "expires": meta.expires,
+    }
+
+
 def _peer_path(action: str, meta: ValueMeta) -> str:
     return f"/internal/{action}{quote(meta.key)}?v={meta.version}"
 
@@ -82,6 +96,8 @@ class VolumeService:
         self.registered = False
         #: False while the master's index is not the one this volume's data belongs to.
         self.reconcile_allowed = False
+        self.cluster_id: str | None = None
+        self._warned_foreign = False
         self._session: aiohttp.ClientSession | None = None
         self._in_flight: set[tuple[str, int]] = set()
         self._background: set[asyncio.Future[None]] = set()
@@ -148,7 +164,7 @@ class VolumeService:
             return await upload.stream.read(), None
         buffer = bytearray()
         blob: BlobWriter | None = None
-        total = 0
+        total = written = 0
         try:
             async for chunk in upload.stream.iter_chunked(256 * 1024):
                 total += len(chunk)
@@ -157,9 +173,12 @@ class VolumeService:
                 if blob is None and len(buffer) > inline_max:
                     blob = self.store.new_blob()
                 if blob is not None and len(buffer) >= _WRITE_BATCH:
-                    self.store.ensure_room(len(buffer))
+                    self.store.ensure_room(total, written=written)
                     await asyncio.to_thread(blob.write, bytes(buffer))
+                    written += len(buffer)
                     buffer.clear()
+            # A body of unknown length is checked as it comes, and in full at its end.
+            self.store.ensure_room(total, written=written)
             if blob is None:
                 return bytes(buffer), None
             if buffer:
@@ -179,13 +198,12 @@ class VolumeService:
     async def write(self, ticket: WriteTicket, upload: Upload, ttl: float | None) -> bool:
         """Steps 1 to 5. Returns False when a newer version was committed first (the write
         took place and was overwritten at once); raises on failure, leaving nothing visible."""
-        now = time.time()
+        now = ticket.modified or time.time()
         pair = (ticket.key, ticket.version)
         self._in_flight.add(pair)
         try:
-            meta = await self.receive(
-                ticket, upload, modified=now, expires=None if ttl is None else now + ttl
-            )
+            expires = ticket.expires or (None if ttl is None else now + ttl)
+            meta = await self.receive(ticket, upload, modified=now, expires=expires)
             try:
                 held = await self._replicate(ticket, meta)
             except BaseException:
@@ -284,14 +302,7 @@ class VolumeService:
         self, meta: ValueMeta, nodes: tuple[str, ...], copies: int, condition: str
     ) -> bool:
         body = {
-            "key": meta.key,
-            "version": meta.version,
-            "size": meta.size,
-            "checksum": meta.checksum.hex(),
-            "content_type": meta.content_type,
-            "created": meta.created,
-            "modified": meta.modified,
-            "expires": meta.expires,
+            **dump_entry(meta),
             "nodes": list(nodes),
             "copies": copies,
             "condition": condition,
@@ -323,17 +334,21 @@ class VolumeService:
         data belongs to (a new or wiped index): then nothing here is dropped to match it
         until `pulzar restore` has rebuilt the index from the volumes."""
         path = self.store.root / "cluster_id"
-        known = path.read_text().strip() if path.exists() else ""
-        if not known or self.store.count() == 0:
+        if self.cluster_id is None:
+            self.cluster_id = path.read_text().strip() if path.exists() else ""
+        if not self.cluster_id or (self.cluster_id != cluster_id and self.store.count() == 0):
             path.write_text(cluster_id + "\n")
-            known = cluster_id
-        self.reconcile_allowed = known == cluster_id
-        if not self.reconcile_allowed:
+            self.cluster_id = cluster_id
+        self.reconcile_allowed = self.cluster_id == cluster_id
+        if self.reconcile_allowed:
+            self._warned_foreign = False
+        elif not self._warned_foreign:
+            self._warned_foreign = True
             log.error(
                 "the master's index (%s) is not the one this volume's data belongs to (%s): "
                 "keeping every value; rebuild the index with `pulzar restore`",
                 cluster_id,
-                known,
+                self.cluster_id,
             )
         return self.reconcile_allowed
 

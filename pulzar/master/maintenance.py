@@ -1,0 +1,143 @@
+"""Maintenance routes: rebuilding the index from volumes, draining and retiring a volume."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from pulzar.core.errors import BadRequest, Conflict, NotFound
+from pulzar.http.keys import key_from
+from pulzar.http.responses import envelope, request_id
+from pulzar.master.app import SERVICE
+from pulzar.master.restore import RestoreProgress, rebuild
+from pulzar.master.service import MasterService
+from pulzar.storage.records import ValueMeta
+
+log = logging.getLogger(__name__)
+
+RESTORE = web.AppKey("restore", RestoreProgress)
+RESTORE_TASKS = web.AppKey("restore_tasks", set)
+
+routes = web.RouteTableDef()
+
+
+def start_restore(app: web.Application, service: MasterService, urls: list[str]) -> None:
+    """Rebuild the index from the volumes at `urls` in the background."""
+    progress = app[RESTORE]
+    if progress.running:
+        raise Conflict("a restore is already running")
+    copies = service.config.general.replicas or 1
+
+    async def run() -> None:
+        try:
+            await rebuild(service.index, service.secret, urls, progress, copies)
+            log.info("index rebuilt from %s: %d keys", ", ".join(urls), progress.keys_restored)
+        except Exception as exc:
+            log.error("restore from %s failed: %s", ", ".join(urls), exc)
+
+    progress.running = True
+    task = asyncio.ensure_future(run())
+    app[RESTORE_TASKS].add(task)
+    task.add_done_callback(app[RESTORE_TASKS].discard)
+
+
+async def _json_object(request: web.Request) -> dict[str, Any]:
+    raw = await request.read()
+    if not raw:
+        return {}
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        raise BadRequest("body is not JSON") from None
+    if not isinstance(body, dict):
+        raise BadRequest("body must be a JSON object")
+    return body
+
+
+@routes.post("/admin/restore")
+async def restore(request: web.Request) -> web.Response:
+    """Rebuild the index from volumes: `{"volumes": [urls]}` (default: every registered
+    volume). Refused on a non-empty index unless `"force": true`."""
+    service = request.app[SERVICE]
+    body = await _json_object(request)
+    urls = body.get("volumes") or [n.url for n in service.nodes.all()]
+    if not isinstance(urls, list) or not all(isinstance(u, str) for u in urls):
+        raise BadRequest("'volumes' must be a list of volume URLs")
+    if not urls:
+        raise BadRequest("no volume to restore from: give 'volumes' or start the volumes first")
+    if not service.index.is_empty() and not body.get("force"):
+        raise Conflict("the index is not empty: pass force to merge into it")
+    start_restore(request.app, service, urls)
+    return envelope(request.app[RESTORE].to_json(), "restore started", status=202)
+
+
+@routes.get("/admin/restore")
+async def restore_status(request: web.Request) -> web.Response:
+    return envelope(request.app[RESTORE].to_json())
+
+
+@routes.get("/admin/restore_node/{key:(?s:.*)}")
+async def restore_node(request: web.Request) -> web.Response:
+    """Like GET /get_node, for loading a backup: the value keeps the version and the times
+    given here (`version`, `created`, `modified`, `expires` epoch seconds, `size`)."""
+    q = request.query
+    try:
+        meta = ValueMeta(
+            key=key_from(request, "/admin/restore_node"),
+            version=int(q["version"]),
+            size=int(q.get("size", "0")),
+            checksum=b"",
+            created=float(q["created"]),
+            modified=float(q["modified"]),
+            expires=float(q["expires"]) if q.get("expires") else None,
+        )
+    except (KeyError, ValueError):
+        raise BadRequest("restore_node needs version, created and modified (numbers)") from None
+    if meta.version < 1:
+        raise BadRequest("version must be positive")
+    plan = await request.app[SERVICE].plan_write(
+        meta.key,
+        size=meta.size,
+        ttl_days=None,
+        replicas=None,
+        condition="",
+        request_id=request_id(request),
+        now=time.time(),
+        restoring=meta,
+    )
+    return envelope({"node": plan.url, "version": plan.ticket.version})
+
+
+@routes.post("/admin/drain/{node}")
+async def drain(request: web.Request) -> web.Response:
+    """Stop placing copies on a volume and move its copies away (see /admin/network)."""
+    node = request.app[SERVICE].nodes.get(request.match_info["node"])
+    if node is None:
+        raise NotFound(f"no node with id or name {request.match_info['node']!r}")
+    node.draining = request.query.get("undo") not in ("1", "true")
+    return envelope(node.to_json(), "draining" if node.draining else "draining stopped")
+
+
+@routes.delete("/admin/network/{node}")
+async def forget(request: web.Request) -> web.Response:
+    """Retire a volume that is no longer alive: the cluster stops counting it."""
+    service = request.app[SERVICE]
+    node = service.nodes.get(request.match_info["node"])
+    if node is None:
+        raise NotFound(f"no node with id or name {request.match_info['node']!r}")
+    if node.alive:
+        raise Conflict(f"{node.name} is alive: drain it and stop it first")
+    service.nodes.forget(node.id)
+    await service.index.forget_node(node.id)
+    return envelope(node.to_json(), "node forgotten")
+
+
+def setup(app: web.Application) -> None:
+    app[RESTORE] = RestoreProgress()
+    app[RESTORE_TASKS] = set()
+    app.add_routes(routes)
