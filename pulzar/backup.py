@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -202,3 +203,15 @@ def restore(
 def _chunks(fh: Any) -> Iterator[bytes]:
     while chunk := fh.read(1024 * 1024):
         yield chunk
+
+
+def scheduled_backup(master_url: str, dest: Path, keep: int, token: str | None = None) -> Path:
+    """One scheduled backup into a new `dest/pulzar-<time>` directory; keeps the newest
+    `keep` backups there and removes older ones (only directories this function made)."""
+    target = dest / time.strftime("pulzar-%Y%m%d-%H%M%S", time.gmtime())
+    with Client(master_url, token) as client:
+        backup(client, target)
+    made = sorted(p for p in dest.glob("pulzar-*") if (p / "backup.json").exists())
+    for old in made[:-keep]:
+        shutil.rmtree(old)
+    return target

@@ -77,8 +77,14 @@ class JobsConfig:
 class BackupConfig:
     """`[backup]`."""
 
+    #: Run backups on a schedule (the master writes them into `dest`).
     active: bool = False
+    #: Directory that receives one sub-directory per backup (`pulzar-YYYYmmdd-HHMMSS`).
     dest: str = ""
+    #: Hours between scheduled backups.
+    interval: float = 24.0
+    #: Scheduled backups kept; older ones are removed.
+    keep: int = 7
 
 
 @dataclass
@@ -283,6 +289,10 @@ def _check(config: Config) -> None:
             raise ConfigError(f"config error: [timers] {f.name} must be greater than 0")
     if config.timers.dead_after < config.timers.suspect_after:
         raise ConfigError("config error: [timers] dead_after must not be less than suspect_after")
+    if config.backup.active and not config.backup.dest:
+        raise ConfigError("config error: [backup] active needs [backup] dest")
+    if config.backup.interval <= 0 or config.backup.keep < 1:
+        raise ConfigError("config error: [backup] interval and keep must be positive")
     if config.volume.inline_max < 0 or config.volume.max_bytes < 0:
         raise ConfigError("config error: [volume] sizes must not be negative")
     if config.extensions.timeout <= 0:

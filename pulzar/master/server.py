@@ -12,6 +12,7 @@ from pathlib import Path
 
 from aiohttp import web
 
+from pulzar import backup as backups
 from pulzar.core.config import Config, data_path
 from pulzar.core.tickets import new_secret
 from pulzar.http.responses import error_middleware
@@ -82,6 +83,17 @@ def create_app(config: Config, restore_from: list[str] | None = None) -> web.App
     add_extension_routes(app, service)
     maintenance.setup(app)
 
+    async def scheduled_backup(now: float) -> None:
+        dest = Path(config.backup.dest).expanduser()
+        made = await asyncio.to_thread(
+            backups.scheduled_backup,
+            config.master_url,
+            dest,
+            config.backup.keep,
+            config.security.token or None,
+        )
+        log.info("scheduled backup written to %s", made)
+
     async def tick(now: float) -> None:
         for node in nodes.tick(now):
             log.warning("node %s (%s) is now %s", node.name, node.id, node.state.value)
@@ -94,6 +106,12 @@ def create_app(config: Config, restore_from: list[str] | None = None) -> web.App
             ),
             asyncio.ensure_future(every(config.timers.repair, repairer.step, "repair")),
         ]
+        if config.backup.active:
+            tasks.append(
+                asyncio.ensure_future(
+                    every(config.backup.interval * 3600, scheduled_backup, "scheduled backup")
+                )
+            )
         log.info("master listening on %s (data in %s)", config.master_url, data_dir)
         if restore_from:
             maintenance.start_restore(app, service, restore_from)
