@@ -21,6 +21,7 @@ import orjson
 from pulzar.core.errors import BadRequest, Unavailable
 from pulzar.http.internal import signed_headers
 from pulzar.storage.index import Index
+from pulzar.storage.keycodec import stored_key
 from pulzar.storage.records import KeyRecord, ValueMeta
 
 log = logging.getLogger(__name__)
@@ -121,11 +122,12 @@ async def rebuild(
             highest = max(tombs.values(), default=0)
             batch: list[KeyRecord] = []
             while any(h is not None for h in heads):
-                key = min(h["key"] for h in heads if h is not None)
+                # Volumes list in stored-key order (see storage.keycodec): merge in that order.
+                position = min(stored_key(h["key"]) for h in heads if h is not None)
                 best: ValueMeta | None = None
                 holders: list[str] = []
                 for i, head in enumerate(heads):
-                    while head is not None and head["key"] == key:
+                    while head is not None and stored_key(head["key"]) == position:
                         meta = _meta(head)
                         if best is None or meta.version > best.version:
                             best, holders = meta, [volumes[i].node_id]
@@ -135,7 +137,7 @@ async def rebuild(
                     heads[i] = head
                 assert best is not None
                 highest = max(highest, best.version)
-                if tombs.get(key, 0) >= best.version or best.is_expired(now):
+                if tombs.get(best.key, 0) >= best.version or best.is_expired(now):
                     progress.keys_deleted += 1
                     continue
                 batch.append(KeyRecord(best, tuple(holders), max(copies, len(holders))))

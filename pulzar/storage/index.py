@@ -26,6 +26,7 @@ import orjson
 
 from pulzar.core.errors import Conflict, KeyNotFound, PreconditionFailed
 from pulzar.storage.groupcommit import GroupCommitter
+from pulzar.storage.keycodec import KeyCodec, scan_prefix, stored_key
 from pulzar.storage.lmdbenv import check_format, open_env
 from pulzar.storage.records import KeyRecord, pack_key_record, unpack_key_record
 
@@ -78,6 +79,7 @@ class Index:
         self._tombs = self.env.open_db(b"tombs")
         self._meta = self.env.open_db(b"meta")
         self._nodes = self.env.open_db(b"nodes")
+        self._codec = KeyCodec(self.env)
         check_format(self.env, self._meta, FORMAT, f"index at {path}")
         self._writer = GroupCommitter(self.env, "index")
         self._version_lock = asyncio.Lock()
@@ -128,7 +130,7 @@ class Index:
     def get(self, key: str, now: float) -> KeyRecord | None:
         """The live record of `key`, or None when it is missing or expired."""
         with self.env.begin(db=self._keys, buffers=True) as txn:
-            raw = txn.get(key.encode("utf-8"))
+            raw = txn.get(stored_key(key))
             if raw is None:
                 return None
             record = unpack_key_record(key, raw)
@@ -139,8 +141,8 @@ class Index:
     ) -> tuple[list[KeyRecord], str | None]:
         """Up to `limit` live records whose key starts with `prefix`, in key order, after
         `after`; and the token for the next page (None on the last page)."""
-        pfx = prefix.encode("utf-8")
-        skip = after.encode("utf-8") if after else None
+        pfx, check_full = scan_prefix(prefix)
+        skip = stored_key(after) if after else None
         start = max(pfx, skip) if skip else pfx
         out: list[KeyRecord] = []
         next_token: str | None = None
@@ -154,7 +156,10 @@ class Index:
                     break
                 if key_bytes == skip:
                     continue
-                record = unpack_key_record(key_bytes.decode("utf-8"), raw)
+                name = self._codec.decode(txn, key_bytes)
+                if check_full and not name.startswith(prefix):
+                    continue
+                record = unpack_key_record(name, raw)
                 if record.meta.is_expired(now):
                     continue
                 if len(out) == limit:
@@ -166,7 +171,7 @@ class Index:
     def iter_records(self) -> Iterator[KeyRecord]:
         with self.env.begin(db=self._keys, buffers=True) as txn:
             for raw_key, raw in txn.cursor():
-                yield unpack_key_record(bytes(raw_key).decode("utf-8"), raw)
+                yield unpack_key_record(self._codec.decode(txn, bytes(raw_key)), raw)
 
     def expired(self, now: float, limit: int = 1000) -> list[tuple[str, int]]:
         """(key, version) of up to `limit` records whose expiry has passed, oldest first."""
@@ -177,15 +182,16 @@ class Index:
                 when = _BE64.unpack_from(raw_key)[0]
                 if when > cutoff or len(found) >= limit:
                     break
-                key = bytes(raw_key[8:]).decode("utf-8")
-                raw = txn.get(key.encode("utf-8"), db=self._keys)
+                stored = bytes(raw_key[8:])
+                key = self._codec.decode(txn, stored)
+                raw = txn.get(stored, db=self._keys)
                 if raw is not None:
                     found.append((key, unpack_key_record(key, raw).meta.version))
         return found
 
     def tombstone(self, key: str) -> int | None:
         with self.env.begin(db=self._tombs) as txn:
-            raw = txn.get(key.encode("utf-8"))
+            raw = txn.get(stored_key(key))
         return None if raw is None else int(_TOMB.unpack(raw)[0])
 
     def stat(self) -> dict[str, Any]:
@@ -223,7 +229,7 @@ class Index:
         A record older than what is already stored (or than the key's last delete) is not
         applied: last writer wins by version. Raises `Conflict` or `PreconditionFailed`.
         """
-        key = record.meta.key.encode("utf-8")
+        key = stored_key(record.meta.key)
 
         def op(txn: lmdb.Transaction) -> CommitResult:
             current = self._current(txn, key, record.meta.key, now)
@@ -240,6 +246,7 @@ class Index:
             if tomb is not None:
                 txn.delete(key, db=self._tombs)
             txn.put(key, pack_key_record(record), db=self._keys)
+            self._codec.remember(txn, record.meta.key, key)
             if record.meta.expires is not None:
                 txn.put(_expiry_key(record.meta.expires, key), b"", db=self._expiry)
             return CommitResult(True, record, stored)
@@ -254,7 +261,7 @@ class Index:
         Raises `KeyNotFound` when the key is missing (or, unless `expired_only`, expired).
         With `expired_only`, removes the key only if it has indeed expired.
         """
-        kb = key.encode("utf-8")
+        kb = stored_key(key)
 
         def op(txn: lmdb.Transaction) -> KeyRecord:
             raw = txn.get(kb, db=self._keys)
@@ -271,7 +278,7 @@ class Index:
 
     async def set_nodes(self, key: str, version: int, nodes: tuple[str, ...]) -> bool:
         """Change which nodes hold `key`, if `version` is still its current version."""
-        kb = key.encode("utf-8")
+        kb = stored_key(key)
 
         def op(txn: lmdb.Transaction) -> bool:
             raw = txn.get(kb, db=self._keys)
@@ -302,7 +309,7 @@ class Index:
 
         def op(txn: lmdb.Transaction) -> None:
             for record in records:
-                key = record.meta.key.encode("utf-8")
+                key = stored_key(record.meta.key)
                 raw = txn.get(key, db=self._keys)
                 if raw is not None:
                     old = unpack_key_record(record.meta.key, raw)
@@ -310,10 +317,11 @@ class Index:
                         continue
                     self._remove(txn, key, old)
                 txn.put(key, pack_key_record(record), db=self._keys)
+                self._codec.remember(txn, record.meta.key, key)
                 if record.meta.expires is not None:
                     txn.put(_expiry_key(record.meta.expires, key), b"", db=self._expiry)
             for name, version in tombs.items():
-                txn.put(name.encode("utf-8"), _TOMB.pack(version, 0), db=self._tombs)
+                txn.put(stored_key(name), _TOMB.pack(version, 0), db=self._tombs)
 
         await self._writer.write(op)
         await self.ensure_version_above(highest_version)

@@ -32,6 +32,7 @@ import lmdb
 
 from pulzar.core.errors import InsufficientStorage
 from pulzar.storage.groupcommit import GroupCommitter
+from pulzar.storage.keycodec import KeyCodec, stored_key
 from pulzar.storage.lmdbenv import check_format, open_env, storage_error
 from pulzar.storage.records import ValueMeta, pack_meta, unpack_meta
 
@@ -42,11 +43,12 @@ _USED = b"used_bytes"
 
 
 def _object_key(key: str, version: int) -> bytes:
-    return key.encode("utf-8") + b"\x00" + _BE64.pack(version)
+    return stored_key(key) + b"\x00" + _BE64.pack(version)
 
 
-def _split_object_key(raw: bytes) -> tuple[str, int]:
-    return raw[:-9].decode("utf-8"), _BE64.unpack(raw[-8:])[0]
+def _split_object_key(raw: bytes) -> tuple[bytes, int]:
+    """(stored key, version) of an object key."""
+    return raw[:-9], _BE64.unpack(raw[-8:])[0]
 
 
 def _fsync_dir(path: Path) -> None:
@@ -138,6 +140,7 @@ class ValueStore:
         self._pending = self.env.open_db(b"pending")
         self._meta = self.env.open_db(b"meta")
         self._tombs = self.env.open_db(b"tombs")
+        self._codec = KeyCodec(self.env)
         check_format(self.env, self._meta, FORMAT, f"volume store at {root}")
         with self.env.begin(db=self._meta) as txn:
             raw = txn.get(_USED)
@@ -191,7 +194,7 @@ class ValueStore:
             if version is not None:
                 raw = txn.get(_object_key(key, version))
                 return None if raw is None else self._decode(key, version, raw)
-            prefix = key.encode("utf-8") + b"\x00"
+            prefix = stored_key(key) + b"\x00"
             cursor = txn.cursor()
             if not cursor.set_range(prefix + b"\xff" * 8):
                 if not cursor.last():
@@ -201,9 +204,10 @@ class ValueStore:
             pending = txn.cursor(db=self._pending)
             while True:
                 raw_key = bytes(cursor.key())
-                if not raw_key.startswith(prefix) or len(raw_key) != len(prefix) + 8:
+                if not raw_key.startswith(prefix):
                     return None
-                if not pending.set_key(raw_key):
+                # A longer object key with this prefix is another (long) key's: skip it.
+                if len(raw_key) == len(prefix) + 8 and not pending.set_key(raw_key):
                     _, found = _split_object_key(raw_key)
                     return self._decode(key, found, cursor.value())
                 if not cursor.prev():
@@ -216,8 +220,8 @@ class ValueStore:
     def iter_values(self) -> Iterator[StoredValue]:
         with self.env.begin(db=self._objects, buffers=True) as txn:
             for raw_key, raw in txn.cursor():
-                key, version = _split_object_key(bytes(raw_key))
-                yield self._decode(key, version, raw)
+                stored, version = _split_object_key(bytes(raw_key))
+                yield self._decode(self._codec.decode(txn, stored), version, raw)
 
     def scan(self, after: bytes | None, limit: int) -> tuple[list[StoredValue], bytes | None]:
         """Up to `limit` stored values (every version) after the position `after`, and the
@@ -229,8 +233,8 @@ class ValueStore:
             found = cursor.set_range(after + b"\x00") if after else cursor.first()
             while found and len(out) < limit:
                 last = bytes(cursor.key())
-                key, version = _split_object_key(last)
-                out.append(self._decode(key, version, cursor.value()))
+                stored, version = _split_object_key(last)
+                out.append(self._decode(self._codec.decode(txn, stored), version, cursor.value()))
                 found = cursor.next()
         return out, (last if found else None)
 
@@ -242,7 +246,7 @@ class ValueStore:
         """(key, version) of every delete this volume was told of."""
         with self.env.begin(db=self._tombs) as txn:
             for raw_key, raw in txn.cursor():
-                yield bytes(raw_key).decode("utf-8"), _BE64.unpack(raw)[0]
+                yield self._codec.decode(txn, bytes(raw_key)), _BE64.unpack(raw)[0]
 
     def pending(self, older_than: float) -> list[tuple[str, int]]:
         """(key, version) of values stored before `older_than` whose commit is not settled."""
@@ -251,7 +255,8 @@ class ValueStore:
         with self.env.begin(db=self._pending) as txn:
             for raw_key, raw in txn.cursor():
                 if _BE64.unpack(raw)[0] <= cutoff:
-                    out.append(_split_object_key(raw_key))
+                    stored, version = _split_object_key(bytes(raw_key))
+                    out.append((self._codec.decode(txn, stored), version))
         return out
 
     # -- writes ---------------------------------------------------------------------------
@@ -319,6 +324,7 @@ class ValueStore:
                 self._adjust_used(txn, -self._decode(meta.key, meta.version, old).meta.size)
             txn.put(okey, record, db=self._objects)
             txn.put(okey, stamp, db=self._pending)
+            self._codec.remember(txn, meta.key, okey[:-9])
             self._adjust_used(txn, meta.size)
 
         await self._writer.write(op)
@@ -336,7 +342,7 @@ class ValueStore:
         return op
 
     def _versions_in(self, txn: lmdb.Transaction, key: str) -> list[int]:
-        prefix = key.encode("utf-8") + b"\x00"
+        prefix = stored_key(key) + b"\x00"
         found: list[int] = []
         cursor = txn.cursor(db=self._objects)
         if cursor.set_range(prefix):
@@ -369,10 +375,11 @@ class ValueStore:
             doomed = [v for v in self._versions_in(txn, key) if v <= upto_version]
             for version in doomed:
                 self._drop(txn, key, version)
-            kb = key.encode("utf-8")
+            kb = stored_key(key)
             old = txn.get(kb, db=self._tombs)
             if old is None or _BE64.unpack(old)[0] < upto_version:
                 txn.put(kb, _BE64.pack(upto_version), db=self._tombs)
+                self._codec.remember(txn, key, kb)
             return len(doomed)
 
         return await self._writer.write(op)

@@ -142,3 +142,20 @@ def test_a_store_from_a_newer_format_is_refused_with_a_clear_message(tmp_path):
     ix.close()
     with pytest.raises(ConfigError, match="newer Pulzar"):
         Index(tmp_path / "i", map_size_gb=1)
+
+
+async def test_keys_longer_than_lmdb_allows_are_stored_listed_and_deleted(index):
+    long_a = "/" + "a" * 1023
+    long_b = "/" + "a" * 600 + "b"
+    await index.commit(record(long_a, 1), "", NOW)
+    await index.commit(record(long_b, 2), "", NOW)
+    assert index.get(long_a, NOW).meta.key == long_a
+    page, _ = index.scan("/" + "a" * 700, None, 10, NOW)
+    assert [r.meta.key for r in page] == [long_a]
+    page, _ = index.scan("/a", None, 10, NOW)
+    assert sorted(r.meta.key for r in page) == sorted([long_a, long_b])
+    first, token = index.scan("/a", None, 1, NOW)
+    second, _ = index.scan("/a", token, 1, NOW)
+    assert {first[0].meta.key, second[0].meta.key} == {long_a, long_b}
+    await index.delete(long_a, 3, NOW)
+    assert index.get(long_a, NOW) is None and index.tombstone(long_a) == 3

@@ -119,3 +119,19 @@ async def test_a_failing_disk_write_gives_insufficient_storage_not_a_crash(tmp_p
             s.ensure_room(2)
     finally:
         s.close()
+
+
+async def test_long_keys_keep_their_versions_apart_and_come_back_whole(store):
+    base = "/" + "x" * 399
+    long_key = base + "y" * 600
+    await store.put(meta(base, 1, b"short"), b"short")
+    await store.finalize(base, 1)
+    await store.put(meta(long_key, 2, b"long"), b"long")
+    await store.finalize(long_key, 2)
+    assert store.get(base).data == b"short"
+    assert store.get(long_key).data == b"long"
+    assert store.versions(base) == [1]
+    keys = sorted(v.meta.key for v in store.iter_values())
+    assert keys == sorted([base, long_key])
+    await store.delete(long_key, 5)
+    assert dict(store.tombstones()) == {long_key: 5}
