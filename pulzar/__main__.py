@@ -1,3 +1,4 @@
 from pulzar.cli import main
 
-main()
+if __name__ == "__main__":  # also keeps worker processes from running the CLI again
+    main()

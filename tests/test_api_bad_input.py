@@ -462,7 +462,7 @@ def internal_routes(cluster: Cluster) -> list[tuple[str, str, str]]:
         for route in served.app.router.routes():
             canonical = route.resource.canonical if route.resource else ""
             if canonical.startswith("/internal/") and route.method not in ("HEAD", "*"):
-                path = canonical.replace("{key}", "seed") + "?v=1&upto=1"
+                path = canonical.replace("{key}", "seed").replace("{id}", "1") + "?v=1&upto=1"
                 found.append((name, route.method, path))
     return found
 

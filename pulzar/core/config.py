@@ -68,9 +68,21 @@ class GeneralConfig:
 
 @dataclass
 class JobsConfig:
-    """`[jobs]`."""
+    """`[jobs]`: the job system (docs/jobs.md)."""
 
+    #: The master's job directory: `<dir>/<group>/<name>.py` (`pulzar job deploy` writes here).
     dir: str = "jobs"
+    #: Warm worker processes per volume (0: the number of cores).
+    workers: int = 0
+    #: Seconds a run may take before it is killed and failed (a launch may ask for another).
+    timeout: float = 3600.0
+    #: Seconds before the first retry of a failed run; doubles for each further one.
+    retry_backoff: float = 1.0
+    #: Seconds a `pulzar_data` job waits for a slot on a node holding its key before it runs
+    #: elsewhere.
+    data_wait: float = 2.0
+    #: Captured output kept per run, in bytes (the end is kept).
+    max_log: int = 65536
 
 
 @dataclass
@@ -289,6 +301,10 @@ def _check(config: Config) -> None:
             raise ConfigError(f"config error: [timers] {f.name} must be greater than 0")
     if config.timers.dead_after < config.timers.suspect_after:
         raise ConfigError("config error: [timers] dead_after must not be less than suspect_after")
+    if not 0 <= config.jobs.workers <= 256:
+        raise ConfigError("config error: [jobs] workers must be between 0 and 256")
+    if config.jobs.timeout <= 0:
+        raise ConfigError("config error: [jobs] timeout must be greater than 0")
     if config.backup.active and not config.backup.dest:
         raise ConfigError("config error: [backup] active needs [backup] dest")
     if config.backup.interval <= 0 or config.backup.keep < 1:

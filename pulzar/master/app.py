@@ -213,6 +213,7 @@ async def heartbeat(request: web.Request) -> web.WebSocketResponse:
             if node_id is None:
                 node_id = node.id
                 connections[node_id] = ws
+                svc.joined(node)
             ack = {"ok": True, "node": node.id, "cluster": svc.index.cluster_id}
             await ws.send_bytes(orjson.dumps(ack))
     finally:

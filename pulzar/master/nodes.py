@@ -32,6 +32,10 @@ class Heartbeat:
     free_bytes: int = 0
     capacity: int = 0
     keys: int = 0
+    #: Job worker processes, runs in progress (or queued) on the volume, and their ids.
+    workers: int = 0
+    running_jobs: int = 0
+    jobs: tuple[int, ...] = ()
 
     @classmethod
     def from_json(cls, body: dict[str, Any]) -> Heartbeat:
@@ -45,6 +49,9 @@ class Heartbeat:
             free_bytes=int(body.get("free_bytes", 0)),
             capacity=int(body.get("capacity", 0)),
             keys=int(body.get("keys", 0)),
+            workers=int(body.get("workers", 0)),
+            running_jobs=int(body.get("running_jobs", 0)),
+            jobs=tuple(int(j) for j in body.get("jobs", ())),
         )
 
 
@@ -92,6 +99,8 @@ class Node:
             "free_bytes": b.free_bytes,
             "capacity": b.capacity,
             "keys": b.keys,
+            "workers": b.workers,
+            "running_jobs": b.running_jobs,
         }
 
 

@@ -19,6 +19,7 @@ from pulzar.http.responses import error_middleware
 from pulzar.master import maintenance
 from pulzar.master.app import CONNECTIONS, REPAIR, SERVICE, add_routes
 from pulzar.master.extension_routes import add_extension_routes
+from pulzar.master.job_routes import setup_jobs
 from pulzar.master.nodes import Heartbeat, NodeRegistry
 from pulzar.master.repair import Repairer
 from pulzar.master.service import MasterService
@@ -82,6 +83,7 @@ def create_app(config: Config, restore_from: list[str] | None = None) -> web.App
     add_routes(app)
     add_extension_routes(app, service)
     maintenance.setup(app)
+    setup_jobs(app, service)
 
     async def scheduled_backup(now: float) -> None:
         dest = Path(config.backup.dest).expanduser()

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
@@ -48,6 +49,8 @@ class MasterService:
         self.secret = secret
         self.volumes = VolumeCalls(secret)
         self.max_bytes = config.general.maxsize * 1024 * 1024
+        #: Called with a node each time it (re)connects its heartbeat.
+        self.join_listeners: list[Callable[[Node], None]] = []
 
     # -- writes ---------------------------------------------------------------------------
 
@@ -246,6 +249,10 @@ class MasterService:
         if record is not None and record.meta.version == version and node in record.nodes:
             nodes = tuple(n for n in record.nodes if n != node)
             await self.index.set_nodes(key, version, nodes)
+
+    def joined(self, node: Node) -> None:
+        for listener in self.join_listeners:
+            listener(node)
 
     def healthy(self) -> bool:
         return len(self.nodes.live()) >= 1

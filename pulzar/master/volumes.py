@@ -10,6 +10,7 @@ from typing import Any
 from urllib.parse import quote
 
 import aiohttp
+import orjson
 
 from pulzar.core.tickets import WriteTicket, sign_ticket
 from pulzar.http.internal import signed_headers
@@ -55,6 +56,18 @@ class VolumeCalls:
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
             log.info("%s %s on %s not done now (%s)", method, path, url, exc)
             return False
+
+    async def post_json(self, url: str, path: str, body: Any) -> Any:
+        """A signed JSON call whose answer's `data` is returned; raises on any failure."""
+        headers = signed_headers(self._secret, "POST", path)
+        headers["Content-Type"] = "application/json"
+        async with self._client().post(
+            url + path, data=orjson.dumps(body), headers=headers
+        ) as resp:
+            payload = orjson.loads(await resp.read())
+            if resp.status != 200:
+                raise RuntimeError(f"{url}{path}: {resp.status} {payload.get('msg')}")
+            return payload["data"]
 
     async def delete_value(self, url: str, key: str, upto_version: int) -> bool:
         """Delete every version up to `upto_version` (the volume keeps a tombstone)."""

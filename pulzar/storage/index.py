@@ -94,6 +94,11 @@ class Index:
         self._ceiling = self._next_version
         self._raise_ceiling_sync()
 
+    @property
+    def writer(self) -> GroupCommitter:
+        """The environment's one writer, for other stores kept in the same environment."""
+        return self._writer
+
     def close(self) -> None:
         self._writer.close()
         self.env.close()

@@ -12,7 +12,7 @@ from pulzar.core.errors import ConfigError, InsufficientStorage
 FORMAT_KEY = b"format"
 
 
-def open_env(path: Path, *, map_size_gb: int, max_dbs: int = 8) -> lmdb.Environment:
+def open_env(path: Path, *, map_size_gb: int, max_dbs: int = 16) -> lmdb.Environment:
     """Open (creating) the environment in directory `path`.
 
     The map is address space, not disk: only pages in use take room, so a large map never has

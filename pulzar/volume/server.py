@@ -18,6 +18,7 @@ from pulzar.master.server import every
 from pulzar.storage.values import ValueStore
 from pulzar.volume.app import SERVICE, routes
 from pulzar.volume.heartbeat import run_heartbeat
+from pulzar.volume.job_routes import setup_jobs
 from pulzar.volume.service import VolumeService
 
 log = logging.getLogger(__name__)
@@ -53,6 +54,7 @@ def create_app(config: Config) -> web.Application:
     app = web.Application(middlewares=[error_middleware], client_max_size=1024**2)
     app[SERVICE] = service
     app.add_routes(routes)
+    setup_jobs(app, service)
 
     async def settle(now: float) -> None:
         if service.registered:

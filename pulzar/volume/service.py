@@ -20,7 +20,7 @@ import hashlib
 import logging
 import os
 import time
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
@@ -101,6 +101,8 @@ class VolumeService:
         self._session: aiohttp.ClientSession | None = None
         self._in_flight: set[tuple[str, int]] = set()
         self._background: set[asyncio.Future[None]] = set()
+        #: More fields for the heartbeat (the job runner's counts).
+        self.extra_stats: list[Callable[[], dict[str, Any]]] = []
 
     def client(self) -> aiohttp.ClientSession:
         if self._session is None:
@@ -450,7 +452,7 @@ class VolumeService:
 
     def stats(self) -> dict[str, Any]:
         used, capacity = self.store.disk_usage()
-        return {
+        stats = {
             "node_id": self.node_id,
             "name": self.config.volume.name
             or f"{self.config.volume.host}:{self.config.volume.port}",
@@ -462,3 +464,6 @@ class VolumeService:
             "capacity": capacity,
             "keys": self.store.count(),
         }
+        for extra in self.extra_stats:
+            stats.update(extra())
+        return stats

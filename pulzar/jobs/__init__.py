@@ -1,0 +1,1 @@
+"""The job system: job model, schedules, catalog, store, dispatch and worker pools."""
