@@ -178,6 +178,63 @@ class Client:
             if not after:
                 return
 
+    # -- jobs -----------------------------------------------------------------------------
+
+    def launch_job(
+        self,
+        name: str,
+        params: dict[str, Any] | None = None,
+        *,
+        schedule: dict[str, Any] | None = None,
+        data_key: str | None = None,
+        retries: int = 0,
+        timeout: float | None = None,
+    ) -> int:
+        """Launch job `group/name` with `params`; returns the run's id (a schedule's id when
+        `schedule` is given, e.g. `{"interval": "minutes", "time_unit": 5}` or
+        `{"cron": "0 * * * *"}`). `data_key` runs it next to that key's value."""
+        body: dict[str, Any] = dict(params or {})
+        if schedule is not None:
+            body["scheduled"] = schedule
+        if data_key is not None:
+            body["pulzar_data"] = data_key
+        if retries:
+            body["pulzar_retries"] = retries
+        if timeout is not None:
+            body["pulzar_timeout"] = timeout
+        data = self._json("POST", f"/launch_job/{name.strip('/')}", json=body)
+        return int(data["job_id"])
+
+    def job(self, job_id: int) -> dict[str, Any]:
+        """A run's record: status, node, times, result, error and log."""
+        return dict(self._json("GET", f"/admin/jobs/{int(job_id)}"))
+
+    def job_logs(self, job_id: int) -> str:
+        return str(self.job(job_id).get("log") or "")
+
+    def cancel_job(self, job_id: int) -> str:
+        """Cancel a schedule, or stop a pending or running run; returns what was done."""
+        response = self._send("POST", f"{self.master}/cancel_job/{int(job_id)}")
+        self._raise_for(response)
+        return str(response.json()["msg"])
+
+    def jobs(self, limit: int = 100) -> dict[str, Any]:
+        """The job board: pendings, running, ready, failed, cancelled, scheduled."""
+        return dict(self._json("GET", "/admin/jobs", params={"limit": limit}))
+
+    def deploy_jobs(self, directory: str | Path) -> builtins.list[str]:
+        """Upload every `group/name.py` under `directory` to the master's job directory."""
+        root = Path(directory)
+        files = {
+            str(p.relative_to(root)): p.read_text(encoding="utf-8")
+            for p in sorted(root.glob("*/*.py"))
+            if p.name != "__init__.py"
+        }
+        if not files:
+            raise PulzarError(f"no job files (<group>/<name>.py) under {root}")
+        data = self._json("POST", "/admin/jobs/deploy", json={"files": files})
+        return builtins.list(data["deployed"])
+
     # -- cluster --------------------------------------------------------------------------
 
     def admin(self, method: str, path: str, **kwargs: Any) -> Any:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from pulzar import __version__
+from pulzar.cli.jobs import job
 from pulzar.cli.keys import get, ls, put, rm, stat
 from pulzar.cli.maintenance import backup, drain, restore
 from pulzar.cli.servers import master, up, volume
@@ -20,7 +21,7 @@ def cli() -> None:
     """
 
 
-for command in (up, master, volume, put, get, rm, ls, stat, backup, restore):
+for command in (up, master, volume, put, get, rm, ls, stat, job, backup, restore):
     cli.add_command(command)
 volume.add_command(drain)
 
