@@ -1,6 +1,7 @@
 """The master's job service over a real store; the volumes are stood in for by a function
 that records what would be sent to them."""
 
+import asyncio
 import hashlib
 
 import pytest
@@ -157,6 +158,7 @@ async def test_runs_of_a_dead_node_are_requeued_with_their_attempt_count(env):
 
 async def test_cancel_stops_a_running_run_on_its_node_and_late_events_change_nothing(env):
     make, _, _, volumes = env
+    svc_volumes = volumes
     svc = make()
     job_id = await svc.launch("g/work", {}, NOW)
     await svc.dispatch(NOW)
@@ -164,6 +166,9 @@ async def test_cancel_stops_a_running_run_on_its_node_and_late_events_change_not
     assert await svc.cancel(job_id, NOW) == "job cancelled"
     await svc.on_events(node, [event(job_id, "ready")], NOW)
     assert svc.store.get_job(job_id).state is JobState.CANCELLED
+    for _ in range(10):
+        await asyncio.sleep(0)
+    assert svc_volumes.cancelled == [(f"http://{node}", job_id)]
     with pytest.raises(NotFound):
         await svc.cancel(12345, NOW)
 
