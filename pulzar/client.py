@@ -18,7 +18,7 @@ import contextlib
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any
-from urllib.parse import quote
+from urllib.parse import parse_qs, quote, urlsplit
 
 import httpx
 
@@ -81,8 +81,9 @@ class Client:
         except (ValueError, KeyError) as exc:
             raise PulzarError(f"unexpected answer from {path}: {response.text[:200]}") from exc
 
-    def _location(self, key: str) -> str:
-        response = self._send("GET", f"{self.master}/get_key{_path(key)}")
+    def _location(self, key: str, skip: builtins.list[str] | None = None) -> str:
+        params = {"skip": ",".join(skip)} if skip else None
+        response = self._send("GET", f"{self.master}/get_key{_path(key)}", params=params)
         self._raise_for(response, key_request=True)
         if response.status_code != 307:
             raise PulzarError(f"expected a redirect for {key}, got {response.status_code}")
@@ -125,10 +126,22 @@ class Client:
         return dict(response.json()["data"])
 
     def get(self, key: str) -> bytes:
-        """The bytes of `key`; raises `KeyNotFound` when it does not exist."""
-        response = self._send("GET", self._location(key))
-        self._raise_for(response, key_request=True)
-        return response.content
+        """The bytes of `key`; raises `KeyNotFound` when it does not exist.
+
+        A replica that cannot be reached is skipped: the master is asked for another one."""
+        skip: builtins.list[str] = []
+        while True:
+            url = self._location(key, skip)
+            try:
+                response = self._http.request("GET", url, follow_redirects=True)
+            except httpx.TransportError as exc:
+                node = parse_qs(urlsplit(url).query).get("n", [""])[0]
+                if not node or node in skip or len(skip) >= 8:
+                    raise Unavailable(f"cannot read {key}: {exc}") from exc
+                skip.append(node)
+                continue
+            self._raise_for(response, key_request=True)
+            return response.content
 
     @contextlib.contextmanager
     def open(self, key: str) -> Iterator[httpx.Response]:

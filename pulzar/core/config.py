@@ -50,6 +50,9 @@ class VolumeConfig:
     max_bytes: int = 0
     #: Values up to this size live inline in the volume's LMDB; larger ones are files.
     inline_max: int = 64 * 1024
+    #: File values up to this size are checked against their checksum on every read (larger
+    #: ones by the background scrub); a corrupt copy is never served.
+    verify_max: int = 16 * 1024 * 1024
 
 
 @dataclass

@@ -199,7 +199,8 @@ class MasterService:
         if not live:
             raise NoLiveVolume(f"no live volume holds {key} right now")
         node = live[0] if len(live) == 1 else random.choice(live)
-        url = f"{node.url}/get_key{quote(key)}?v={record.meta.version}"
+        # `n` names the node, so that a client that cannot reach it can ask again without it.
+        url = f"{node.url}/get_key{quote(key)}?v={record.meta.version}&n={node.id}"
         return (f"{url}&skip={skip}" if skip else url), record
 
     def describe(self, record: KeyRecord) -> dict[str, Any]:

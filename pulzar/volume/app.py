@@ -55,7 +55,7 @@ async def get_key(request: web.Request) -> web.StreamResponse:
     key = key_from(request, "/get_key")
     version = query_int(request, "v", None)
     stored = svc.store.get(key, version)
-    if stored is not None and not stored.verify():
+    if stored is not None and not await svc.verify(stored):
         await svc.report_corrupt(stored.meta)
         stored = None
     if stored is None and version is not None:

@@ -41,7 +41,7 @@ from pulzar.core.tickets import WriteTicket, sign_ticket
 from pulzar.http.internal import signed_headers
 from pulzar.storage.lmdbenv import storage_error
 from pulzar.storage.records import ValueMeta
-from pulzar.storage.values import BlobWriter, ValueStore
+from pulzar.storage.values import BlobWriter, StoredValue, ValueStore
 
 log = logging.getLogger(__name__)
 
@@ -425,6 +425,15 @@ class VolumeService:
             if rate and stored.path is not None:
                 await asyncio.sleep(stored.meta.size / rate)
         return corrupt, position
+
+    async def verify(self, stored: StoredValue) -> bool:
+        """Check a copy before it is served: inline values always, files up to
+        `[volume] verify_max` bytes (in a thread)."""
+        if stored.path is None:
+            return stored.verify()
+        if stored.meta.size > self.config.volume.verify_max:
+            return True
+        return await asyncio.to_thread(stored.verify_fully)
 
     async def report_corrupt(self, meta: ValueMeta) -> None:
         """Drop a copy that fails its checksum and tell the master, which re-copies a good one."""
