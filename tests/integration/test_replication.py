@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import os
 import random
+import shutil
 import subprocess
 import sys
 import threading
@@ -198,8 +199,6 @@ def test_wiped_index_is_rebuilt_from_volumes_with_versions_times_and_ttl(
     cluster.volumes[1].proc.stop()
     assert cluster.http.delete(cluster.url("delete_key", "/gone")).status_code == 200
     cluster.master.stop()
-    import shutil
-
     shutil.rmtree(cluster.root / "master" / "index")
     cluster.restart_master()
     cluster.restart_volume(1)
