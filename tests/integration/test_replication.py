@@ -19,9 +19,10 @@ from typing import Any
 
 import httpx
 
-from conftest import LOADED_TIMERS, Cluster, wait_until
 from pulzar.client import Client
 from pulzar.core.errors import PulzarError
+
+from conftest import LOADED_TIMERS, Cluster, wait_until
 
 REPAIR = {
     "PULZAR_TIMERS_REPAIR": "0.2",
