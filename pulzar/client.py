@@ -37,11 +37,20 @@ class Client:
     """A synchronous client. `master` is the master's URL; `token` a bearer token if required."""
 
     def __init__(
-        self, master: str = DEFAULT_MASTER_URL, token: str | None = None, timeout: float = 60.0
+        self,
+        master: str = DEFAULT_MASTER_URL,
+        token: str | None = None,
+        timeout: float = 60.0,
+        verify: bool | str = True,
     ) -> None:
+        """`token`: the bearer token when the cluster requires one (`[security] token`, or
+        the admin token to launch jobs); `verify`: check TLS certificates (a CA bundle path,
+        or False for none)."""
         self.master = master.rstrip("/")
         headers = {"Authorization": f"Bearer {token}"} if token else {}
-        self._http = httpx.Client(timeout=timeout, headers=headers, follow_redirects=False)
+        self._http = httpx.Client(
+            timeout=timeout, headers=headers, follow_redirects=False, verify=verify
+        )
 
     def close(self) -> None:
         self._http.close()

@@ -38,8 +38,10 @@ HOST = "127.0.0.1"
 
 FAST_TIMERS: dict[tuple[str, str], Any] = {
     ("timers", "heartbeat"): 0.1,
-    ("timers", "suspect_after"): 0.3,
-    ("timers", "dead_after"): 0.6,
+    # A killed volume is seen dead at once (its heartbeat connection drops); silence only
+    # matters for a hung one, and a busy machine must not make a healthy one look dead.
+    ("timers", "suspect_after"): 1.0,
+    ("timers", "dead_after"): 2.0,
     ("timers", "ttl_sweep"): 0.2,
     ("timers", "reconnect"): 0.1,
     # Address space only, but a small map keeps many short-lived environments cheap.

@@ -33,7 +33,9 @@ def _serve(make_app: Any, config: Config, host: str, port: int, access_log: bool
     except ConfigError as exc:
         raise click.ClickException(exc.message) from None
     try:
-        serve(app, host, port, access_log=access_log)
+        serve(app, host, port, config, access_log=access_log)
+    except ConfigError as exc:
+        raise click.ClickException(exc.message) from None
     except OSError as exc:
         raise click.ClickException(f"cannot listen on {host}:{port}: {exc.strerror}") from None
 

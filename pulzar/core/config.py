@@ -33,6 +33,13 @@ class ServerConfig:
     public_url: str = ""
     #: One log line per request (turned off in benchmarks).
     access_log: bool = True
+    #: Request limits, for the master and the volumes: the longest request line or header
+    #: (bytes), seconds an idle keep-alive connection is kept, seconds a request body may
+    #: stall between two reads, and uploads a volume takes at once (more get 503).
+    max_header_size: int = 8190
+    keepalive_timeout: float = 75.0
+    body_timeout: float = 60.0
+    max_uploads: int = 256
 
 
 @dataclass
@@ -86,6 +93,14 @@ class JobsConfig:
     data_wait: float = 2.0
     #: Captured output kept per run, in bytes (the end is kept).
     max_log: int = 65536
+    #: Prefetch: runs the master hands a volume beyond its free workers, queued there so that a
+    #: worker that finishes starts the next run at once, without a round trip to the master (the
+    #: throughput of short jobs). At most `prefetch` runs, and no more than the volume's workers
+    #: get through in `prefetch_seconds` at the duration of its recent runs: long jobs are not
+    #: prefetched (a queued run would wait behind them while another volume may free up).
+    #: `prefetch = 0` turns it off.
+    prefetch: int = 64
+    prefetch_seconds: float = 0.05
 
 
 @dataclass
@@ -106,14 +121,25 @@ class BackupConfig:
 class SecurityConfig:
     """`[security]`: see DESIGN.md section 9."""
 
-    #: Bearer token for the public API ("" leaves it open).
+    #: Bearer token for the public API ("" leaves it open); `PULZAR_TOKEN`.
     token: str = ""
+    #: Token for what runs code or reshapes the cluster: launching and cancelling jobs,
+    #: deploying job code, restore, drain. The read/write token is not enough for those.
     admin_token: str = ""
+    #: With a token set: let GET and HEAD requests through without it.
+    reads_open: bool = False
     #: Shared secret that signs internal traffic and tickets. The master generates one in its
     #: data directory when none is given; a volume must be given the master's.
     cluster_secret: str = ""
     #: Seconds a write ticket from a 307 stays valid.
     ticket_ttl: float = 600.0
+    #: Seconds a read ticket in a GET's 307 stays valid.
+    read_ticket_ttl: float = 60.0
+    #: TLS for every listener of this process: certificate and key files (PEM).
+    tls_cert: str = ""
+    tls_key: str = ""
+    #: CA bundle that internal calls and clients verify peers with ("" : the system's).
+    tls_ca: str = ""
 
 
 @dataclass
@@ -304,8 +330,16 @@ def _check(config: Config) -> None:
             raise ConfigError(f"config error: [timers] {f.name} must be greater than 0")
     if config.timers.dead_after < config.timers.suspect_after:
         raise ConfigError("config error: [timers] dead_after must not be less than suspect_after")
+    if bool(config.security.tls_cert) != bool(config.security.tls_key):
+        raise ConfigError("config error: [security] tls_cert and tls_key go together")
+    if config.server.max_uploads < 1 or config.server.max_header_size < 1024:
+        raise ConfigError("config error: [server] max_uploads >= 1, max_header_size >= 1024")
     if not 0 <= config.jobs.workers <= 256:
         raise ConfigError("config error: [jobs] workers must be between 0 and 256")
+    if not 0 <= config.jobs.prefetch <= 10000 or config.jobs.prefetch_seconds < 0:
+        raise ConfigError(
+            "config error: [jobs] prefetch must be between 0 and 10000, prefetch_seconds >= 0"
+        )
     if config.jobs.timeout <= 0:
         raise ConfigError("config error: [jobs] timeout must be greater than 0")
     if config.backup.active and not config.backup.dest:

@@ -8,6 +8,7 @@
     ├── NotFound                     404  an unknown route, job or node
     │   └── KeyNotFound              404  a key that does not exist (or has expired)
     ├── MethodNotAllowed             405
+    ├── RequestTimeout               408  a request body that stalls
     ├── Conflict                     409  create-only write of a key that exists
     ├── PreconditionFailed           412  compare-and-swap that lost
     ├── PayloadTooLarge              413  body over `[general] maxsize`
@@ -66,6 +67,11 @@ class MethodNotAllowed(PulzarError):
     default_message = "method not allowed"
 
 
+class RequestTimeout(PulzarError):
+    status = 408
+    default_message = "the request body stalled"
+
+
 class Conflict(PulzarError):
     status = 409
     default_message = "key already exists"
@@ -111,6 +117,7 @@ _BY_STATUS: dict[int, type[PulzarError]] = {
     403: Forbidden,
     404: NotFound,
     405: MethodNotAllowed,
+    408: RequestTimeout,
     409: Conflict,
     412: PreconditionFailed,
     413: PayloadTooLarge,

@@ -152,3 +152,23 @@ def verify_request(secret: str, header: str | None, method: str, path_qs: str, n
         raise Forbidden("cluster signature does not match: is the cluster secret the same?")
     if abs(now - when) > CLOCK_SKEW * 2:
         raise Forbidden("cluster signature is too old or from the future (check the clocks)")
+
+
+def sign_read_ticket(secret: str, key: str, expires_at: float) -> str:
+    """A short-lived permission to read `key` (carried in a GET's 307 when a token is
+    required, since clients drop the Authorization header on a redirect to another port)."""
+    stamp = f"{expires_at:.0f}"
+    return stamp + "." + _b64(_mac(secret, f"read:{stamp}:{key}".encode()))
+
+
+def check_read_ticket(secret: str, ticket: str | None, key: str, now: float) -> bool:
+    if not ticket:
+        return False
+    stamp, _, sig_text = ticket.partition(".")
+    try:
+        expires_at = float(stamp)
+        sig = _unb64(sig_text)
+    except (ValueError, binascii.Error):
+        return False
+    good = hmac.compare_digest(sig, _mac(secret, f"read:{stamp}:{key}".encode()))
+    return good and now <= expires_at + CLOCK_SKEW

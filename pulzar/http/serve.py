@@ -8,6 +8,9 @@ import sys
 
 from aiohttp import web
 
+from pulzar.core.config import Config
+from pulzar.http.tls import server_context
+
 ACCESS_LOG_FORMAT = '%a "%r" %s %b %Tfs rid=%{X-Request-Id}o'
 
 
@@ -27,8 +30,11 @@ def new_loop() -> asyncio.AbstractEventLoop:
     return uvloop.new_event_loop()
 
 
-def serve(app: web.Application, host: str, port: int, *, access_log: bool) -> None:
-    """Serve until SIGINT or SIGTERM; in-flight requests get a few seconds to finish."""
+def serve(app: web.Application, host: str, port: int, config: Config, *, access_log: bool) -> None:
+    """Serve until SIGINT or SIGTERM; in-flight requests get a few seconds to finish.
+
+    TLS when `[security] tls_cert` is set; request limits from `[server]`."""
+    ssl_context = server_context(config.security)
     loop = new_loop()
     asyncio.set_event_loop(loop)
     web.run_app(
@@ -41,4 +47,8 @@ def serve(app: web.Application, host: str, port: int, *, access_log: bool) -> No
         access_log_format=ACCESS_LOG_FORMAT,
         shutdown_timeout=5.0,
         handle_signals=True,
+        ssl_context=ssl_context,
+        keepalive_timeout=config.server.keepalive_timeout,
+        max_line_size=config.server.max_header_size,
+        max_field_size=config.server.max_header_size,
     )

@@ -10,7 +10,7 @@ goes back to pending at once (its attempt count is kept).
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
@@ -72,7 +72,8 @@ class Job:
         return self.finished - self.started
 
     def to_bytes(self) -> bytes:
-        return orjson.dumps(asdict(self))
+        # orjson reads dataclasses itself: the same JSON as asdict(), ~40x faster (no deep copy).
+        return orjson.dumps(self)
 
     @classmethod
     def from_bytes(cls, raw: bytes) -> Job:
@@ -145,7 +146,7 @@ class Schedule:
         return not self.cancelled and self.next_due is not None
 
     def to_bytes(self) -> bytes:
-        return orjson.dumps(asdict(self))
+        return orjson.dumps(self)
 
     @classmethod
     def from_bytes(cls, raw: bytes) -> Schedule:

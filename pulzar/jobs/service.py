@@ -88,6 +88,10 @@ class JobService:
         self.code_sent: dict[str, set[str]] = {}
         self.recent: deque[Job] = deque(maxlen=RECENT)
         self.schedules: dict[int, Schedule] = {}
+        #: Node id -> moving average of how long its runs take, in seconds (for prefetch).
+        self.run_time: dict[str, float] = {}
+        #: Runs finished since start, by state (for /metrics).
+        self.finished_counts: dict[str, int] = {}
         self.wake = asyncio.Event()
         self.schedules_changed = asyncio.Event()
         self._tasks: set[asyncio.Future[Any]] = set()
@@ -180,6 +184,7 @@ class JobService:
                 continue
             job.log = str(event.get("log") or "")
             job.started = event.get("started") or job.started
+            self._ran(node_id, event)
             if event["state"] == "ready":
                 job.result = event.get("result")
                 self._finish(job, JobState.READY, float(event["finished"]))
@@ -203,6 +208,7 @@ class JobService:
     def _finish(self, job: Job, state: JobState, when: float, error: str | None = None) -> None:
         self._release(job)
         job.state, job.finished, job.error = state, when, error
+        self.finished_counts[state.value] = self.finished_counts.get(state.value, 0) + 1
         self.active.pop(job.id, None)
         self.recent.append(job)
 
@@ -250,7 +256,30 @@ class JobService:
     # -- dispatch -------------------------------------------------------------------------
 
     def _free_slots(self, node: Node) -> int:
-        return node.beat.workers - len(self.assigned.get(node.id, ()))
+        """Runs `node` can take now: its free workers, plus what it may queue (prefetch)."""
+        workers = node.beat.workers
+        if workers <= 0:
+            return 0
+        return workers + self._prefetch(node.id, workers) - len(self.assigned.get(node.id, ()))
+
+    def _prefetch(self, node_id: str, workers: int) -> int:
+        """Runs a volume may hold queued: `[jobs] prefetch` at most, and no more than its workers
+        get through in `[jobs] prefetch_seconds` at the duration of its recent runs (none
+        before a run has ended there, none for long jobs)."""
+        average = self.run_time.get(node_id)
+        cap = self.config.jobs.prefetch
+        if average is None or cap <= 0:
+            return 0
+        return min(cap, int(workers * self.config.jobs.prefetch_seconds / max(average, 1e-6)))
+
+    def _ran(self, node_id: str, event: dict[str, Any]) -> None:
+        """Follow how long runs take on a volume (a moving average), for prefetch."""
+        started, finished = event.get("started"), event.get("finished")
+        if started is None or finished is None:
+            return
+        took = max(0.0, float(finished) - float(started))
+        average = self.run_time.get(node_id)
+        self.run_time[node_id] = took if average is None else average + 0.2 * (took - average)
 
     def _place(self, job: Job, now: float) -> Node | None:
         """The node to run `job` now, or None to keep it waiting."""
@@ -271,7 +300,8 @@ class JobService:
         """Hand every queued job that can start now to a volume; return how many went."""
         batches: dict[str, list[Job]] = {}
         waiting: deque[int] = deque()
-        while self.queue:
+        free = sum(max(0, self._free_slots(n)) for n in self.nodes.live())
+        while self.queue and free > 0:  # with every slot taken, the rest of the queue waits
             job_id = self.queue.popleft()
             job = self.active.get(job_id)
             if job is None or job.state is not JobState.PENDING or job.node is not None:
@@ -283,6 +313,8 @@ class JobService:
             job.node, job.attempts = node.id, job.attempts + 1
             self.assigned.setdefault(node.id, set()).add(job_id)
             batches.setdefault(node.id, []).append(job)
+            free -= 1
+        waiting.extend(self.queue)
         self.queue = waiting
         await asyncio.gather(*(self._send_batch(n, jobs) for n, jobs in batches.items()))
         return sum(len(j) for j in batches.values())
@@ -395,9 +427,11 @@ class JobService:
             bucket = finished[job.state]
             if len(bucket) < limit:
                 bucket.append(job)
+        pending = [j for j in active if j.state is JobState.PENDING][:limit]
+        running = [j for j in active if j.state is JobState.RUNNING][:limit]
         return {
-            "pendings": [j.summary(names) for j in active if j.state is JobState.PENDING][:limit],
-            "running": [j.summary(names) for j in active if j.state is JobState.RUNNING][:limit],
+            "pendings": [j.summary(names) for j in pending],
+            "running": [j.summary(names) for j in running],
             "ready": [j.summary(names) for j in finished[JobState.READY]],
             "failed": [j.summary(names) for j in finished[JobState.FAILED]],
             "cancelled": [j.summary(names) for j in finished[JobState.CANCELLED]],

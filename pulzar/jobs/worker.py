@@ -89,9 +89,12 @@ def run_job(spec: dict[str, Any], compiled: dict[str, types.CodeType]) -> dict[s
         compiled[digest] = compile(spec["code"], f"<job {spec['name']}>", "exec")
     module = types.ModuleType(spec["name"].replace("/", "."))
     capture = _Capture(spec.get("max_log", 65536))
-    logger = logging.getLogger(f"pulzar.job.{spec['id']}")
+    # One logger for every run of this process: a logger a run (named after the job id) would
+    # stay in logging's registry for good, and each setLevel() walks the whole registry.
+    logger = logging.getLogger("pulzar.job")
     logger.handlers[:] = [logging.StreamHandler(capture)]
-    logger.setLevel(logging.INFO)
+    if logger.level != logging.INFO:
+        logger.setLevel(logging.INFO)
     logger.propagate = False
     ctx = JobContext(
         job_id=spec["id"],

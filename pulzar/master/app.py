@@ -11,6 +11,7 @@ from aiohttp import WSMsgType, web
 from pulzar.core.errors import BadRequest, NotFound
 from pulzar.http.internal import check_signed
 from pulzar.http.keys import condition_from, key_from, prefix_from, ttl_days_from
+from pulzar.http.openapi import document
 from pulzar.http.responses import REQUEST_ID, envelope, query_int, request_id
 from pulzar.master.repair import Repairer
 from pulzar.master.service import MasterService
@@ -24,6 +25,7 @@ REPAIR = web.AppKey("repair", Repairer)
 # larger ones make the master close the connection after its 307, so they are not read twice.
 DRAIN_LIMIT = 1024 * 1024
 
+OPENAPI = document()
 routes = web.RouteTableDef()
 # `(?s:.*)` lets a key hold any character, `\n` included, so that the key rules answer
 # (400), not the router (404).
@@ -123,6 +125,11 @@ async def admin_node(request: web.Request) -> web.Response:
     if node is None:
         raise NotFound(f"no node with id or name {request.match_info['node']!r}")
     return envelope(node.to_json())
+
+
+@routes.get("/openapi.json")
+async def openapi(request: web.Request) -> web.Response:
+    return web.json_response(OPENAPI, dumps=lambda d: orjson.dumps(d).decode())
 
 
 @routes.get("/health")

@@ -35,7 +35,9 @@ def start_restore(app: web.Application, service: MasterService, urls: list[str])
 
     async def run() -> None:
         try:
-            await rebuild(service.index, service.secret, urls, progress, copies)
+            await rebuild(
+                service.index, service.secret, urls, progress, copies, service.config.security
+            )
             log.info("index rebuilt from %s: %d keys", ", ".join(urls), progress.keys_restored)
         except Exception as exc:
             log.error("restore from %s failed: %s", ", ".join(urls), exc)

@@ -18,7 +18,9 @@ from typing import Any
 import aiohttp
 import orjson
 
+from pulzar.core.config import SecurityConfig
 from pulzar.core.errors import BadRequest, Unavailable
+from pulzar.http import tls
 from pulzar.http.internal import signed_headers
 from pulzar.storage.index import Index
 from pulzar.storage.keycodec import stored_key
@@ -102,7 +104,12 @@ def _meta(entry: dict[str, Any]) -> ValueMeta:
 
 
 async def rebuild(
-    index: Index, secret: str, urls: list[str], progress: RestoreProgress, copies: int
+    index: Index,
+    secret: str,
+    urls: list[str],
+    progress: RestoreProgress,
+    copies: int,
+    security: SecurityConfig,
 ) -> None:
     """Merge every volume's values into `index` (which should be empty)."""
     if not urls:
@@ -112,7 +119,7 @@ async def rebuild(
     volumes = [_Volume(url.rstrip("/")) for url in urls]
     now = time.time()
     try:
-        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=120)) as session:
+        async with tls.session(security, aiohttp.ClientTimeout(total=120)) as session:
             streams = [_pages(session, secret, v, progress).__aiter__() for v in volumes]
             heads: list[dict[str, Any] | None] = [await anext(s, None) for s in streams]
             tombs: dict[str, int] = {}

@@ -15,14 +15,17 @@ from aiohttp import web
 from pulzar import backup as backups
 from pulzar.core.config import Config, data_path
 from pulzar.core.tickets import new_secret
-from pulzar.http.responses import error_middleware
+from pulzar.http import metrics
+from pulzar.http.auth import AccessPolicy, middlewares
 from pulzar.master import maintenance
 from pulzar.master.app import CONNECTIONS, REPAIR, SERVICE, add_routes
 from pulzar.master.extension_routes import add_extension_routes
+from pulzar.master.gauges import master_gauges
 from pulzar.master.job_routes import setup_jobs
 from pulzar.master.nodes import Heartbeat, NodeRegistry
 from pulzar.master.repair import Repairer
 from pulzar.master.service import MasterService
+from pulzar.master.web_routes import add_web_routes
 from pulzar.storage.index import Index
 
 log = logging.getLogger(__name__)
@@ -76,14 +79,19 @@ def create_app(config: Config, restore_from: list[str] | None = None) -> web.App
         bandwidth=config.repair.bandwidth * 1024 * 1024,
     )
 
-    app = web.Application(middlewares=[error_middleware], client_max_size=1024**2)
+    policy = AccessPolicy(
+        config.security.token, config.security.admin_token, config.security.reads_open, secret
+    )
+    app = web.Application(middlewares=middlewares(policy), client_max_size=1024**2)
     app[SERVICE] = service
     app[REPAIR] = repairer
     app[CONNECTIONS] = {}
     add_routes(app)
     add_extension_routes(app, service)
     maintenance.setup(app)
-    setup_jobs(app, service)
+    jobs = setup_jobs(app, service)
+    metrics.setup(app, "master", lambda: master_gauges(service, repairer, jobs, time.time()))
+    add_web_routes(app)
 
     async def scheduled_backup(now: float) -> None:
         dest = Path(config.backup.dest).expanduser()

@@ -21,7 +21,7 @@ from pulzar.core.errors import (
     PayloadTooLarge,
 )
 from pulzar.core.placement import Candidate, rank
-from pulzar.core.tickets import WriteTicket, sign_ticket
+from pulzar.core.tickets import WriteTicket, sign_read_ticket, sign_ticket
 from pulzar.master.nodes import Heartbeat, Node, NodeRegistry
 from pulzar.master.views import key_json
 from pulzar.master.volumes import VolumeCalls
@@ -47,7 +47,7 @@ class MasterService:
         self.index = index
         self.nodes = nodes
         self.secret = secret
-        self.volumes = VolumeCalls(secret)
+        self.volumes = VolumeCalls(secret, config.security)
         self.max_bytes = config.general.maxsize * 1024 * 1024
         #: Called with a node each time it (re)connects its heartbeat.
         self.join_listeners: list[Callable[[Node], None]] = []
@@ -201,6 +201,9 @@ class MasterService:
         node = live[0] if len(live) == 1 else random.choice(live)
         # `n` names the node, so that a client that cannot reach it can ask again without it.
         url = f"{node.url}/get_key{quote(key)}?v={record.meta.version}&n={node.id}"
+        if self.config.security.token:
+            expires = now + self.config.security.read_ticket_ttl
+            url += f"&rt={sign_read_ticket(self.secret, key, expires)}"
         return (f"{url}&skip={skip}" if skip else url), record
 
     def describe(self, record: KeyRecord) -> dict[str, Any]:

@@ -12,7 +12,9 @@ from urllib.parse import quote
 import aiohttp
 import orjson
 
+from pulzar.core.config import SecurityConfig
 from pulzar.core.tickets import WriteTicket, sign_ticket
+from pulzar.http import tls
 from pulzar.http.internal import signed_headers
 from pulzar.storage.records import KeyRecord
 
@@ -23,17 +25,16 @@ COPY_TIMEOUT = 600.0
 
 
 class VolumeCalls:
-    def __init__(self, secret: str, timeout: float = 30.0) -> None:
+    def __init__(self, secret: str, security: SecurityConfig, timeout: float = 30.0) -> None:
         self._secret = secret
+        self._security = security
         self._timeout = timeout
         self._session: aiohttp.ClientSession | None = None
         self._tasks: set[asyncio.Future[Any]] = set()
 
     def _client(self) -> aiohttp.ClientSession:
         if self._session is None:
-            self._session = aiohttp.ClientSession(
-                timeout=aiohttp.ClientTimeout(total=self._timeout)
-            )
+            self._session = tls.session(self._security, aiohttp.ClientTimeout(total=self._timeout))
         return self._session
 
     async def close(self) -> None:

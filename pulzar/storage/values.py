@@ -141,6 +141,8 @@ class ValueStore:
         self._meta = self.env.open_db(b"meta")
         self._tombs = self.env.open_db(b"tombs")
         self._codec = KeyCodec(self.env)
+        #: Object keys the master has committed whose finalize is still queued.
+        self._finalizing: set[bytes] = set()
         check_format(self.env, self._meta, FORMAT, f"volume store at {root}")
         with self.env.begin(db=self._meta) as txn:
             raw = txn.get(_USED)
@@ -207,7 +209,9 @@ class ValueStore:
                 if not raw_key.startswith(prefix):
                     return None
                 # A longer object key with this prefix is another (long) key's: skip it.
-                if len(raw_key) == len(prefix) + 8 and not pending.set_key(raw_key):
+                if len(raw_key) == len(prefix) + 8 and (
+                    not pending.set_key(raw_key) or raw_key in self._finalizing
+                ):
                     _, found = _split_object_key(raw_key)
                     return self._decode(key, found, cursor.value())
                 if not cursor.prev():
@@ -355,9 +359,20 @@ class ValueStore:
         return found
 
     def finalize_later(self, key: str, version: int) -> None:
-        """The master committed `version`: make it the only one. Rides the next batch; if it
-        is lost in a crash the version stays pending and is settled with the master."""
-        self._writer.write_later(self._finalize_op(key, version))
+        """The master committed `version`: make it the only one. Rides the next batch (reads
+        see it as committed at once); if it is lost in a crash the version stays pending and
+        is settled with the master."""
+        okey = _object_key(key, version)
+        self._finalizing.add(okey)
+        op = self._finalize_op(key, version)
+
+        def finalize_and_forget(txn: lmdb.Transaction) -> None:
+            try:
+                op(txn)
+            finally:
+                self._finalizing.discard(okey)
+
+        self._writer.write_later(finalize_and_forget)
 
     async def finalize(self, key: str, version: int) -> None:
         await self._writer.write(self._finalize_op(key, version))

@@ -60,7 +60,10 @@ async def get_key(request: web.Request) -> web.StreamResponse:
         stored = None
     if stored is None and version is not None:
         skip = ",".join(filter(None, (request.query.get("skip"), svc.node_id)))
-        raise web.HTTPTemporaryRedirect(f"{svc.master}/get_key{quote(key)}?skip={skip}")
+        again = f"{svc.master}/get_key{quote(key)}?skip={skip}"
+        if "rt" in request.query:  # the read ticket lets the reader back in without a token
+            again += f"&rt={request.query['rt']}"
+        raise web.HTTPTemporaryRedirect(again)
     if stored is None or stored.meta.is_expired(time.time()):
         raise KeyNotFound(f"key not found on this volume: {key}")
     return await value_response(request, stored)

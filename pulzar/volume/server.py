@@ -13,10 +13,13 @@ from aiohttp import web
 
 from pulzar.core.config import Config, data_path
 from pulzar.core.errors import ConfigError
-from pulzar.http.responses import error_middleware
+from pulzar.http import metrics
+from pulzar.http.auth import AccessPolicy, middlewares
+from pulzar.http.cors import dashboard_origins, enable_cors
 from pulzar.master.server import every
 from pulzar.storage.values import ValueStore
 from pulzar.volume.app import SERVICE, routes
+from pulzar.volume.gauges import volume_gauges
 from pulzar.volume.heartbeat import run_heartbeat
 from pulzar.volume.job_routes import setup_jobs
 from pulzar.volume.service import VolumeService
@@ -51,10 +54,19 @@ def create_app(config: Config) -> web.Application:
         data_dir, map_size_gb=config.storage.map_size_gb, max_bytes=config.volume.max_bytes
     )
     service = VolumeService(config, store, secret, node_id(data_dir))
-    app = web.Application(middlewares=[error_middleware], client_max_size=1024**2)
+    policy = AccessPolicy(
+        config.security.token,
+        config.security.admin_token,
+        config.security.reads_open,
+        secret,
+        ticketed=("/add_key/",),
+    )
+    app = web.Application(middlewares=middlewares(policy), client_max_size=1024**2)
     app[SERVICE] = service
     app.add_routes(routes)
-    setup_jobs(app, service)
+    enable_cors(app, dashboard_origins(config.volume.master))
+    runner = setup_jobs(app, service)
+    metrics.setup(app, "volume", lambda: volume_gauges(service, runner))
 
     async def settle(now: float) -> None:
         if service.registered:

@@ -34,10 +34,12 @@ from pulzar.core.errors import (
     Forbidden,
     PayloadTooLarge,
     PulzarError,
+    RequestTimeout,
     Unavailable,
     error_for_status,
 )
 from pulzar.core.tickets import WriteTicket, sign_ticket
+from pulzar.http import tls
 from pulzar.http.internal import signed_headers
 from pulzar.storage.lmdbenv import storage_error
 from pulzar.storage.records import ValueMeta
@@ -55,6 +57,15 @@ def stored_content_type(given: str | None) -> str:
     if not given or given.split(";", 1)[0].strip().lower() == _FORM:
         return "application/octet-stream"
     return given
+
+
+async def _within(seconds: float, read: Coroutine[Any, Any, bytes]) -> bytes:
+    """A body read that gives up when the client sends nothing for `seconds` (a slow or
+    stalled client must not hold an upload slot forever)."""
+    try:
+        return await asyncio.wait_for(read, seconds)
+    except TimeoutError:
+        raise RequestTimeout(f"no body bytes for {seconds:g}s; upload abandoned") from None
 
 
 def dump_entry(meta: ValueMeta) -> dict[str, Any]:
@@ -100,14 +111,16 @@ class VolumeService:
         self._warned_foreign = False
         self._session: aiohttp.ClientSession | None = None
         self._in_flight: set[tuple[str, int]] = set()
+        self._uploads = 0
         self._background: set[asyncio.Future[None]] = set()
         #: More fields for the heartbeat (the job runner's counts).
         self.extra_stats: list[Callable[[], dict[str, Any]]] = []
 
     def client(self) -> aiohttp.ClientSession:
         if self._session is None:
-            self._session = aiohttp.ClientSession(
-                timeout=aiohttp.ClientTimeout(total=None, sock_connect=5, sock_read=60)
+            self._session = tls.session(
+                self.config.security,
+                aiohttp.ClientTimeout(total=None, sock_connect=5, sock_read=60),
             )
         return self._session
 
@@ -126,7 +139,19 @@ class VolumeService:
     async def receive(
         self, ticket: WriteTicket, upload: Upload, *, modified: float, expires: float | None
     ) -> ValueMeta:
-        """Steps 1 and 2: take the body and store it durably as pending."""
+        """Steps 1 and 2: take the body and store it durably as pending (at most
+        `[server] max_uploads` at once: more are refused with 503, to be retried)."""
+        if self._uploads >= self.config.server.max_uploads:
+            raise Unavailable("too many uploads in progress on this volume; retry shortly")
+        self._uploads += 1
+        try:
+            return await self._receive(ticket, upload, modified=modified, expires=expires)
+        finally:
+            self._uploads -= 1
+
+    async def _receive(
+        self, ticket: WriteTicket, upload: Upload, *, modified: float, expires: float | None
+    ) -> ValueMeta:
         if upload.length is not None:
             self._check_size(upload.length)
             self.store.ensure_room(upload.length)
@@ -162,13 +187,14 @@ class VolumeService:
     async def _read_body(self, upload: Upload) -> tuple[bytes | None, BlobWriter | None]:
         """Small bodies stay in memory; larger ones go to a temp file with bounded memory."""
         inline_max = self.config.volume.inline_max
+        stall = self.config.server.body_timeout
         if upload.length is not None and upload.length <= inline_max:
-            return await upload.stream.read(), None
+            return await _within(stall, upload.stream.read()), None
         buffer = bytearray()
         blob: BlobWriter | None = None
         total = written = 0
         try:
-            async for chunk in upload.stream.iter_chunked(256 * 1024):
+            while chunk := await _within(stall, upload.stream.readany()):
                 total += len(chunk)
                 self._check_size(total)
                 buffer += chunk
