@@ -169,3 +169,48 @@ async def test_with_a_token_but_no_admin_token_no_one_can_run_code(
     cluster = await make_cluster(volumes=1, master=settings, volume=settings)
     status, body = await send(cluster, "POST", cluster.url("/launch_job/g/n"), bearer(TOKEN), b"{}")
     assert status == 403 and "admin_token" in body["msg"]
+
+
+ESCAPES = [
+    "..%2F..%2Fescape",
+    "%2e%2e/%2e%2e/escape",
+    "a/../../escape",
+    "%2Fabsolute%2Fescape",
+    "a%00b",
+    "%C0%AE%C0%AE/escape",
+    "%E0%80%AF/escape",
+    "a/%2e%2e%2f%2e%2e%2fescape",
+    "..\\..\\escape",
+    "/etc/passwd",
+    "C:%5Cescape",
+]
+
+
+@pytest.mark.parametrize("raw", ESCAPES)
+async def test_keys_built_to_escape_the_data_directory_stay_inside_it(
+    make_cluster: ClusterFactory, tmp_path: Any, raw: str
+) -> None:
+    cluster = await make_cluster(volumes=1)
+    before = {p for p in tmp_path.rglob("*")}
+    for value in (b"small", b"L" * 200_000):
+        status, _, _ = await send_raw(cluster, "PUT", cluster.url(f"/add_key/{raw}"), value)
+        assert status in (201, 400), (raw, status)
+    created = {p for p in tmp_path.rglob("*")} - before
+    roots = [cluster.root]
+    assert all(any(p.is_relative_to(r) for r in roots) for p in created), created
+    assert not any("escape" in p.name or p.name == "passwd" for p in created)
+    for path in created:
+        if path.is_file() and path.stat().st_size == 200_000:
+            assert path.is_relative_to(cluster.root / "volume0" / "blobs")
+
+
+async def send_raw(cluster: Cluster, method: str, url: str, data: bytes) -> tuple[int, Any, Any]:
+    """PUT through the 307 with the path sent as given."""
+    async with cluster.http.request(
+        method, URL(url, encoded=True), data=data, allow_redirects=False
+    ) as resp:
+        if resp.status != 307:
+            return resp.status, await resp.json(), resp
+        location = resp.headers["Location"]
+    async with cluster.http.request(method, URL(location, encoded=True), data=data) as resp:
+        return resp.status, await resp.json(), resp
