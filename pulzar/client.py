@@ -9,12 +9,19 @@
 
 Errors are the exceptions of `pulzar.core.errors` (`KeyNotFound`, `Conflict`, ...), mapped from
 the HTTP status in one place (`_raise_for`).
+
+Reads remember which volume served a key for `location_ttl` seconds and go straight to it
+next time (one request instead of two); a write or delete through this client forgets the
+key's location, so a client always reads its own writes. Requests that never reached the
+server, and answers 503 (nothing was stored), are retried a few times with a short backoff when
+the body can be sent again.
 """
 
 from __future__ import annotations
 
 import builtins
 import contextlib
+import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any
@@ -42,15 +49,21 @@ class Client:
         token: str | None = None,
         timeout: float = 60.0,
         verify: bool | str = True,
+        retries: int = 3,
+        location_ttl: float = 5.0,
     ) -> None:
         """`token`: the bearer token when the cluster requires one (`[security] token`, or
         the admin token to launch jobs); `verify`: check TLS certificates (a CA bundle path,
-        or False for none)."""
+        or False for none); `retries`: attempts after a connection failure or a 503;
+        `location_ttl`: seconds a key's volume is remembered for direct reads (0: never)."""
         self.master = master.rstrip("/")
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         self._http = httpx.Client(
             timeout=timeout, headers=headers, follow_redirects=False, verify=verify
         )
+        self.retries = retries
+        self.location_ttl = location_ttl
+        self._locations: dict[str, tuple[str, float]] = {}
 
     def close(self) -> None:
         self._http.close()
@@ -64,13 +77,28 @@ class Client:
     # -- plumbing -------------------------------------------------------------------------
 
     def _send(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
-        try:
-            return self._http.request(method, url, **kwargs)
-        except httpx.TransportError as exc:
-            raise Unavailable(
-                f"cannot reach {url.split('/', 3)[2] if '//' in url else url}: {exc} "
-                "(is the cluster running? start one with `pulzar up`)"
-            ) from exc
+        """One request, retried after a connection failure or a 503 when its body (if any)
+        can be sent again."""
+        body = kwargs.get("content")
+        replayable = body is None or isinstance(body, bytes | str)
+        attempts = 1 + (self.retries if replayable else 0)
+        for attempt in range(attempts):
+            last = attempt == attempts - 1
+            try:
+                response = self._http.request(method, url, **kwargs)
+            except httpx.ConnectError as exc:
+                if last:
+                    raise Unavailable(
+                        f"cannot reach {urlsplit(url).netloc}: {exc} "
+                        "(is the cluster running? start one with `pulzar up`)"
+                    ) from exc
+            except httpx.TransportError as exc:
+                raise Unavailable(f"{method} {urlsplit(url).netloc} failed: {exc}") from exc
+            else:
+                if response.status_code != 503 or last:
+                    return response
+            time.sleep(0.1 * 2**attempt)
+        raise AssertionError("unreachable")  # pragma: no cover
 
     @staticmethod
     def _raise_for(response: httpx.Response, key_request: bool = False) -> None:
@@ -128,6 +156,7 @@ class Client:
             headers["If-None-Match"] = "*"
         if if_match is not None:
             headers["If-Match"] = str(if_match)
+        self._locations.pop(key, None)
         node = self._json("GET", f"/get_node{_path(key)}", params=params, headers=headers)
         content = data.encode() if isinstance(data, str) else data
         response = self._send("PUT", node["node"], content=content, headers=headers)
@@ -138,6 +167,15 @@ class Client:
         """The bytes of `key`; raises `KeyNotFound` when it does not exist.
 
         A replica that cannot be reached is skipped: the master is asked for another one."""
+        cached = self._cached_volume(key)
+        if cached is not None:
+            try:
+                response = self._http.request("GET", f"{cached}/get_key{_path(key)}")
+                if response.status_code == 200:
+                    return response.content
+            except httpx.TransportError:
+                pass
+            self._locations.pop(key, None)
         skip: builtins.list[str] = []
         while True:
             url = self._location(key, skip)
@@ -150,7 +188,16 @@ class Client:
                 skip.append(node)
                 continue
             self._raise_for(response, key_request=True)
+            if response.url.path.startswith("/get_key") and self.location_ttl:
+                served = f"{response.url.scheme}://{response.url.netloc.decode()}"
+                self._locations[key] = (served, time.monotonic() + self.location_ttl)
             return response.content
+
+    def _cached_volume(self, key: str) -> str | None:
+        entry = self._locations.get(key)
+        if entry is None or entry[1] < time.monotonic():
+            return None
+        return entry[0]
 
     @contextlib.contextmanager
     def open(self, key: str) -> Iterator[httpx.Response]:
@@ -182,9 +229,12 @@ class Client:
         return total
 
     def delete(self, key: str) -> None:
+        """Delete `key` (`KeyNotFound` when it does not exist)."""
+        self._locations.pop(key, None)
         self._json("DELETE", f"/delete_key{_path(key)}", key_request=True)
 
     def stat(self, key: str) -> dict[str, Any]:
+        """Metadata of `key`: version, size, etag, content type, times, replicas."""
         return dict(self._json("GET", f"/stat_key{_path(key)}", key_request=True))
 
     def list(self, prefix: str = "", page_size: int = 1000) -> Iterator[dict[str, Any]]:
@@ -276,9 +326,11 @@ class Client:
         return dict(response.json()["data"])
 
     def network(self) -> builtins.list[dict[str, Any]]:
+        """Every volume with its state, disk use, load and key count."""
         return builtins.list(self._json("GET", "/admin/network"))
 
     def status(self) -> dict[str, Any]:
+        """LMDB statistics of the master's key index."""
         return dict(self._json("GET", "/admin/status"))
 
 

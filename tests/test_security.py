@@ -214,3 +214,10 @@ async def send_raw(cluster: Cluster, method: str, url: str, data: bytes) -> tupl
         location = resp.headers["Location"]
     async with cluster.http.request(method, URL(location, encoded=True), data=data) as resp:
         return resp.status, await resp.json(), resp
+
+
+async def test_open_reads_do_not_hand_out_write_tickets(make_cluster: ClusterFactory) -> None:
+    settings = {**SECURED, ("security", "reads_open"): True}
+    cluster = await make_cluster(volumes=1, master=settings, volume=settings)
+    status, _ = await send(cluster, "GET", cluster.url("/get_node/k"))
+    assert status == 401

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from pulzar import __version__
+from pulzar.cli.admin import admin
 from pulzar.cli.jobs import job
 from pulzar.cli.keys import get, ls, put, rm, stat
 from pulzar.cli.maintenance import backup, drain, restore
@@ -21,7 +22,7 @@ def cli() -> None:
     """
 
 
-for command in (up, master, volume, put, get, rm, ls, stat, job, backup, restore):
+for command in (up, master, volume, put, get, rm, ls, stat, job, admin, backup, restore):
     cli.add_command(command)
 volume.add_command(drain)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from collections.abc import Callable, Iterator
 from functools import wraps
@@ -13,7 +14,15 @@ import orjson
 
 from pulzar.client import Client, copy_stream
 from pulzar.core.config import DEFAULT_MASTER_URL
-from pulzar.core.errors import KeyNotFound, PulzarError
+from pulzar.core.errors import (
+    Conflict,
+    Forbidden,
+    NotFound,
+    PreconditionFailed,
+    PulzarError,
+    Unauthorized,
+    Unavailable,
+)
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -30,30 +39,69 @@ token_option = click.option(
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 
 
+#: Exit codes of client commands (2 is click's usage error).
+EXIT_CODES: list[tuple[type[PulzarError], int]] = [
+    (NotFound, 3),
+    (Conflict, 4),
+    (PreconditionFailed, 4),
+    (Unauthorized, 5),
+    (Forbidden, 5),
+    (Unavailable, 6),
+    (PulzarError, 1),
+]
+
+
 def client_command(func: F) -> F:
-    """Turn Pulzar errors into one line on stderr and a non-zero exit (3: key not found)."""
+    """Turn Pulzar errors into one line on stderr and an exit code: 3 not found, 4 conflict
+    or failed condition, 5 credential missing or refused, 6 cluster unreachable or without
+    a live volume, 1 anything else."""
 
     @wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return func(*args, **kwargs)
-        except KeyNotFound as exc:
-            click.echo(f"error: {exc.message}", err=True)
-            sys.exit(3)
         except PulzarError as exc:
             click.echo(f"error: {exc.message}", err=True)
-            sys.exit(1)
+            sys.exit(next(code for kind, code in EXIT_CODES if isinstance(exc, kind)))
 
     return wrapper  # type: ignore[return-value]
 
 
-def _print_json(data: Any) -> None:
+def print_json(data: Any) -> None:
     click.echo(orjson.dumps(data, option=orjson.OPT_INDENT_2).decode())
 
 
-def _chunks(stream: IO[bytes]) -> Iterator[bytes]:
+def _chunks(stream: IO[bytes], advance: Callable[[int], None] | None = None) -> Iterator[bytes]:
     while chunk := stream.read(1024 * 1024):
+        if advance is not None:
+            advance(len(chunk))
         yield chunk
+
+
+#: Transfers from this size on show a progress bar (on a terminal).
+PROGRESS_FROM = 4 * 1024 * 1024
+
+
+@contextlib.contextmanager
+def _progress(total: int, label: str) -> Iterator[Callable[[int], None]]:
+    """A progress bar on stderr for a transfer of `total` bytes (none for small ones or when
+    stderr is not a terminal); yields the function that advances it."""
+    if total < PROGRESS_FROM or not sys.stderr.isatty():
+        yield lambda n: None
+        return
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        Progress,
+        TimeRemainingColumn,
+        TransferSpeedColumn,
+    )
+
+    columns = (BarColumn(), DownloadColumn(), TransferSpeedColumn(), TimeRemainingColumn())
+    with Progress(*columns, console=Console(stderr=True), transient=True) as bar:
+        task = bar.add_task(label, total=total)
+        yield lambda n: bar.advance(task, n)
 
 
 @click.command()
@@ -89,12 +137,13 @@ def put(
             path = Path(file)
             if not path.is_file():
                 raise click.BadParameter(f"no such file: {file}", param_hint="FILE")
-            with path.open("rb") as fh:
+            size = path.stat().st_size
+            with path.open("rb") as fh, _progress(size, f"put {key}") as advance:
                 result = client.put(
-                    key, fh, ttl_days=ttl, content_type=content_type, size=path.stat().st_size
+                    key, _chunks(fh, advance), ttl_days=ttl, content_type=content_type, size=size
                 )
     if as_json:
-        _print_json(result)
+        print_json(result)
     else:
         click.echo(f"stored {key} (version {result.get('version')})")
 
@@ -107,13 +156,17 @@ def put(
 @client_command
 def get(key: str, output: str, master: str, token: str | None) -> None:
     """Write the value of KEY to standard output or to a file."""
-    with Client(master, token) as client, client.get_stream(key) as chunks:
+    with Client(master, token) as client, client.open(key) as response:
+        chunks = response.iter_bytes(1024 * 1024)
         if output == "-":
             copy_stream(chunks, sys.stdout.buffer)
             sys.stdout.buffer.flush()
         else:
-            with open(output, "wb") as out:
-                copy_stream(chunks, out)
+            size = int(response.headers.get("Content-Length", 0))
+            with open(output, "wb") as out, _progress(size, f"get {key}") as advance:
+                for chunk in chunks:
+                    out.write(chunk)
+                    advance(len(chunk))
 
 
 @click.command()
@@ -144,7 +197,7 @@ def ls(prefix: str, limit: int | None, master: str, token: str | None, as_json: 
             if limit and len(entries) >= limit:
                 break
     if as_json:
-        _print_json(entries)
+        print_json(entries)
         return
     from rich.console import Console
     from rich.table import Table
@@ -170,7 +223,7 @@ def stat(key: str, master: str, token: str | None, as_json: bool) -> None:
     with Client(master, token) as client:
         info = client.stat(key)
     if as_json:
-        _print_json(info)
+        print_json(info)
         return
     for name, value in info.items():
         if name == "replicas":
