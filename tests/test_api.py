@@ -771,3 +771,15 @@ async def test_version_is_monotonic_across_a_master_restart(cluster: Cluster) ->
     assert (status, got) == (200, b"before")
     _, third = await cluster.put("/counter", b"again")
     assert third["data"]["version"] > second["data"]["version"]
+
+
+@pytest.mark.parametrize("key", ["/a&b=c;d", "/x,y$z!(q)*:@'", "/sp ace+plus%25"])
+async def test_keys_with_url_characters_replicate_and_read_back(
+    make_cluster: ClusterFactory, key: str
+) -> None:
+    cluster = await make_cluster(volumes=2, master={("general", "replicas"): 2})
+    encoded = quote(key, safe="/")
+    async with cluster.http.put(cluster.url(f"/add_key{encoded}"), data=b"v") as resp:
+        assert resp.status == 201, await resp.text()
+    async with cluster.http.get(cluster.url(f"/stat_key{encoded}")) as resp:
+        assert len((await resp.json())["data"]["replicas"]) == 2

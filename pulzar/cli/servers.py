@@ -196,6 +196,7 @@ def up(count: int, data: str, port: int, config_file: str | None) -> None:
     try:
         if _wait_healthy(master_url, procs, lambda: stopping):
             click.secho(f"Pulzar is up: master {master_url}", fg="green", err=True)
+            click.echo(f"  dashboard: {master_url}/ui", err=True)
             for i in range(1, count + 1):
                 click.echo(f"  volume {i}: http://127.0.0.1:{port + i}", err=True)
             click.echo(f"  data in {root}; Ctrl-C stops the cluster", err=True)

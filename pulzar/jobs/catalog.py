@@ -79,26 +79,36 @@ def _docs(source: str, name: str) -> dict[str, str]:
 class Catalog:
     def __init__(self, root: Path) -> None:
         self.root = root
-        self._cache: dict[str, tuple[float, JobCode]] = {}
+        #: name -> (file path, (mtime_ns, size) when read, code)
+        self._cache: dict[str, tuple[str, tuple[int, int], JobCode]] = {}
 
     def path(self, name: str) -> Path:
         group, module = check_name(name).split("/")
         return self.root / group / f"{module}.py"
 
     def code(self, name: str) -> JobCode:
-        """The job's source and its digest (`NotFound` for an unknown job)."""
+        """The job's source and its digest (`NotFound` for an unknown job). The file is looked
+        at on every call (one stat: this is on the path of every launch and dispatch); it is
+        read again when its modification time or size changed."""
+        cached = self._cache.get(name)
+        if cached is not None:  # a name seen before is valid: skip the checks and the Path
+            path_str, stamp, code = cached
+            try:
+                st = os.stat(path_str)
+            except FileNotFoundError:
+                pass  # gone: the slow path below says so
+            else:
+                if (st.st_mtime_ns, st.st_size) == stamp:
+                    return code
         name = check_name(name)
         path = self.path(name)
         try:
-            mtime = path.stat().st_mtime
+            st = os.stat(path)
         except FileNotFoundError:
             raise NotFound(f"no job {name!r} (looked for {path})") from None
-        cached = self._cache.get(name)
-        if cached and cached[0] == mtime:
-            return cached[1]
         source = path.read_text(encoding="utf-8")
         code = JobCode(name, source, hashlib.sha256(source.encode()).hexdigest()[:24])
-        self._cache[name] = (mtime, code)
+        self._cache[name] = (str(path), (st.st_mtime_ns, st.st_size), code)
         return code
 
     def entries(self) -> list[dict[str, Any]]:

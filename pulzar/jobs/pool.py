@@ -23,6 +23,8 @@ from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from typing import Any
 
+import orjson
+
 from pulzar.jobs import worker
 
 log = logging.getLogger(__name__)
@@ -37,6 +39,8 @@ class _Worker:
         self.spec: dict[str, Any] | None = None
         self.started: float | None = None
         self.timer: asyncio.TimerHandle | None = None
+        #: Code digests this worker has compiled: later runs of them go without their source.
+        self.digests: set[str] = set()
 
 
 class WorkerPool:
@@ -100,7 +104,7 @@ class WorkerPool:
         self._closed = True
         for w in list(self._workers):
             with contextlib.suppress(Exception):
-                w.conn.send(("stop",))
+                w.conn.send_bytes(orjson.dumps(["stop"]))
             self._detach(w)
 
     # -- work -----------------------------------------------------------------------------
@@ -140,8 +144,13 @@ class WorkerPool:
             if w.spec is None:
                 spec = self._queue.popleft()
                 w.spec, w.started = spec, None
+                digest = str(spec.get("code_hash"))
+                message = spec
+                if digest in w.digests:
+                    message = {k: v for k, v in spec.items() if k != "code"}
                 try:
-                    w.conn.send(("run", spec))
+                    w.conn.send_bytes(orjson.dumps(["run", message]))
+                    w.digests.add(digest)
                 except (OSError, ValueError) as exc:
                     self._queue.appendleft(spec)
                     w.spec = None
@@ -156,8 +165,8 @@ class WorkerPool:
 
     def _readable(self, w: _Worker) -> None:
         try:
-            message = w.conn.recv()
-        except (EOFError, OSError):
+            message = orjson.loads(w.conn.recv_bytes())
+        except (EOFError, OSError, orjson.JSONDecodeError):
             self._died(w)
             return
         if message[0] == "started":

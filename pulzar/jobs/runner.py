@@ -106,6 +106,9 @@ class JobRunner:
             await self._pending_events.wait()
             self._pending_events.clear()
             batch, self._events = self._events, []
+            ended = {e["id"] for e in batch if e["type"] == "done"}
+            if ended:  # a run that started and ended since the last batch: its "done" says all
+                batch = [e for e in batch if e["type"] == "done" or e["id"] not in ended]
             try:
                 await self._send_events(batch)
             except Exception as exc:

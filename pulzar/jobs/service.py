@@ -88,6 +88,8 @@ class JobService:
         self.code_sent: dict[str, set[str]] = {}
         self.recent: deque[Job] = deque(maxlen=RECENT)
         self.schedules: dict[int, Schedule] = {}
+        #: Runs that ended and whose records are being written (the store still has the old).
+        self.saving: dict[int, Job] = {}
         #: Node id -> moving average of how long its runs take, in seconds (for prefetch).
         self.run_time: dict[str, float] = {}
         #: Runs finished since start, by state (for /metrics).
@@ -198,7 +200,14 @@ class JobService:
                              error=event.get("error"))
             changed.append(job)
         if changed:
-            await self.store.save_jobs(changed)
+            for job in changed:  # readers see the outcome while its record is being written
+                self.saving[job.id] = job
+            try:
+                await self.store.save_jobs(changed)
+            finally:
+                for job in changed:
+                    if self.saving.get(job.id) is job:
+                        del self.saving[job.id]
 
     def _release(self, job: Job) -> None:
         if job.node is not None:
@@ -410,7 +419,7 @@ class JobService:
     # -- views ----------------------------------------------------------------------------
 
     def job(self, job_id: int) -> Job:
-        job = self.active.get(job_id) or self.store.get_job(job_id)
+        job = self.active.get(job_id) or self.saving.get(job_id) or self.store.get_job(job_id)
         if job is None:
             raise NotFound(f"no job with id {job_id}")
         return job

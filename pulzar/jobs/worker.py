@@ -1,8 +1,9 @@
 """A warm worker process: it imports Pulzar once, then runs jobs one after the other.
 
-The parent (`pool.WorkerPool`) sends `("run", spec)` over a pipe; the worker answers
-`("started", id, time)` and then `("done", id, outcome)`. Job code arrives as source text with
-its digest and is compiled once per digest; each run executes it in a fresh module namespace.
+The parent (`pool.WorkerPool`) sends `["run", spec]` over a pipe; the worker answers
+`["started", id, time]` and then `["done", id, outcome]` (JSON messages, orjson). Job code
+arrives as source text with its digest, once: it is compiled once per digest, and later specs
+of the same digest come without it; each run executes it in a fresh module namespace.
 stdout, stderr and the job's logger are captured into the run's log.
 
 A job is either `run(params, ctx)`, or (the original's form) a class named after the file,
@@ -66,6 +67,10 @@ class _Capture(io.StringIO):
         return value
 
 
+#: The handler of the job logger, pointed at each run's capture in turn.
+_HANDLER = logging.StreamHandler()
+
+
 def _entry(module: types.ModuleType, name: str) -> Any:
     run = getattr(module, "run", None)
     if callable(run):
@@ -92,7 +97,8 @@ def run_job(spec: dict[str, Any], compiled: dict[str, types.CodeType]) -> dict[s
     # One logger for every run of this process: a logger a run (named after the job id) would
     # stay in logging's registry for good, and each setLevel() walks the whole registry.
     logger = logging.getLogger("pulzar.job")
-    logger.handlers[:] = [logging.StreamHandler(capture)]
+    _HANDLER.setStream(capture)
+    logger.handlers[:] = [_HANDLER]
     if logger.level != logging.INFO:
         logger.setLevel(logging.INFO)
     logger.propagate = False
@@ -130,22 +136,23 @@ def main(conn: Connection) -> None:
     compiled: dict[str, types.CodeType] = {}
     while True:
         try:
-            message = conn.recv()
+            message = orjson.loads(conn.recv_bytes())
         except (EOFError, OSError):
             return
         if message[0] != "run":
             return
         spec = message[1]
         started = time.time()
-        conn.send(("started", spec["id"], started))
+        conn.send_bytes(orjson.dumps(["started", spec["id"], started]))
         outcome = run_job(spec, compiled)
         outcome["started"] = started
         outcome["finished"] = time.time()
         try:
-            conn.send(("done", spec["id"], outcome))
-        except (TypeError, ValueError) as exc:
-            conn.send(("done", spec["id"], {**outcome, "ok": False, "result": None,
-                                            "error": f"result cannot be sent: {exc}"}))
+            done = orjson.dumps(["done", spec["id"], outcome])
+        except TypeError as exc:
+            done = orjson.dumps(["done", spec["id"], {**outcome, "ok": False, "result": None,
+                                                      "error": f"result cannot be sent: {exc}"}])
+        conn.send_bytes(done)
         sys.stdout.flush()
 
 

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any
 
 import orjson
 from aiohttp import WSMsgType, web
 
-from pulzar.core.errors import BadRequest, NotFound
+from pulzar.core.errors import BadRequest, NotFound, PulzarError
 from pulzar.http.internal import check_signed
 from pulzar.http.keys import condition_from, key_from, prefix_from, ttl_days_from
 from pulzar.http.openapi import document
@@ -155,9 +156,7 @@ async def _signed_json(request: web.Request) -> dict[str, Any]:
     return body
 
 
-@routes.post("/internal/commit")
-async def commit(request: web.Request) -> web.Response:
-    body = await _signed_json(request)
+def _commit_args(body: dict[str, Any]) -> tuple[ValueMeta, tuple[str, ...], int, str]:
     try:
         meta = ValueMeta(
             key=str(body["key"]),
@@ -173,9 +172,37 @@ async def commit(request: web.Request) -> web.Response:
         copies = int(body.get("copies", len(nodes)))
     except (KeyError, TypeError, ValueError) as exc:
         raise BadRequest(f"malformed commit: {exc}") from None
-    condition = str(body.get("condition", ""))
+    return meta, nodes, copies, str(body.get("condition", ""))
+
+
+@routes.post("/internal/commit")
+async def commit(request: web.Request) -> web.Response:
+    meta, nodes, copies, condition = _commit_args(await _signed_json(request))
     result = await _svc(request).commit(meta, nodes, copies, condition, time.time())
     return envelope({"applied": result.applied})
+
+
+@routes.post("/internal/commits")
+async def commits(request: web.Request) -> web.Response:
+    """Several commits in one request (a volume under load batches them), each applied on its
+    own (they share the index's group commit). The answer lists, in order, `{"applied": ..}`
+    or the commit's error as `{"status": code, "msg": ..}`."""
+    entries = (await _signed_json(request)).get("commits")
+    if not isinstance(entries, list):
+        raise BadRequest("'commits' must be a list of commits")
+    svc, now = _svc(request), time.time()
+
+    async def one(entry: Any) -> dict[str, Any]:
+        try:
+            if not isinstance(entry, dict):
+                raise BadRequest("a commit must be a JSON object")
+            meta, nodes, copies, condition = _commit_args(entry)
+            result = await svc.commit(meta, nodes, copies, condition, now)
+        except PulzarError as exc:
+            return {"status": exc.status, "msg": exc.message}
+        return {"applied": result.applied}
+
+    return envelope({"results": await asyncio.gather(*(one(e) for e in entries))})
 
 
 @routes.post("/internal/lookup")

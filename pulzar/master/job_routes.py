@@ -87,7 +87,8 @@ async def all_jobs(request: web.Request) -> web.Response:
     assert limit is not None
     names, page = svc.node_names(), []
     for record in svc.store.jobs(newest_first=True, after=after):
-        page.append((svc.active.get(record.id) or record).summary(names))
+        page.append((svc.active.get(record.id) or svc.saving.get(record.id) or record)
+                    .summary(names))
         if len(page) >= limit:
             break
     next_after = page[-1]["job_id"] if len(page) == limit else None

@@ -28,6 +28,9 @@ T = TypeVar("T")
 log = logging.getLogger(__name__)
 
 _MAX_BATCH = 2048
+# How long ops queued with `write_later` wait for a write that needs a commit, when they are
+# alone: they ride along with it rather than cost an fsync of their own.
+_LAZY_WAIT = 0.05
 _STOP = object()
 
 _Item = tuple[Callable[[lmdb.Transaction], Any], asyncio.AbstractEventLoop | None, Any]
@@ -73,19 +76,34 @@ class GroupCommitter:
             if first is _STOP:
                 return
             batch: list[_Item] = [first]
-            stop = False
-            while len(batch) < _MAX_BATCH:
+            stop = self._drain(batch)
+            if not stop and all(future is None for _, _, future in batch):
+                # Only `write_later` ops: nobody waits for them, so they wait a little for a
+                # write that somebody does wait for, and share its commit.
                 try:
-                    item = self._queue.get_nowait()
+                    item = self._queue.get(timeout=_LAZY_WAIT)
                 except queue.Empty:
-                    break
-                if item is _STOP:
-                    stop = True
-                    break
-                batch.append(item)
+                    pass
+                else:
+                    stop = item is _STOP
+                    if not stop:
+                        batch.append(item)
+                        stop = self._drain(batch)
             self._commit(batch)
             if stop:
                 return
+
+    def _drain(self, batch: list[_Item]) -> bool:
+        """Add what is queued to `batch` (up to `_MAX_BATCH`); True when `_STOP` came."""
+        while len(batch) < _MAX_BATCH:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                return False
+            if item is _STOP:
+                return True
+            batch.append(item)
+        return False
 
     def _commit(self, batch: list[_Item]) -> None:
         outcomes: list[tuple[bool, Any]] = []

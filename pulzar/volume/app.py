@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from urllib.parse import quote
 
+import orjson
 from aiohttp import web
 
 from pulzar.core.errors import BadRequest, KeyNotFound
@@ -142,6 +143,22 @@ async def finalize(request: web.Request) -> web.Response:
         raise BadRequest("finalize needs 'v'")
     await svc.store.finalize(key_from(request, "/internal/finalize"), version)
     return envelope(None, "finalized")
+
+
+@routes.post("/internal/finalize_many")
+async def finalize_many(request: web.Request) -> web.Response:
+    """Finalize several values (`{"values": [[key, version], ...]}`; the write path batches
+    them per replica). They ride the next write batch: nobody waits for them, and one lost in
+    a crash stays pending and is settled with the master."""
+    svc = _svc(request)
+    check_signed(request, svc.secret)
+    try:
+        pairs = [(str(k), int(v)) for k, v in orjson.loads(await request.read())["values"]]
+    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+        raise BadRequest('finalize_many needs {"values": [[key, version], ...]}') from None
+    for key, version in pairs:
+        svc.store.finalize_later(key, version)
+    return envelope({"queued": len(pairs)}, "queued")
 
 
 @routes.delete("/internal/values/{key:(?s:.*)}")

@@ -5,7 +5,8 @@ Write order (DESIGN.md section 2), and what a crash between the steps leaves:
    a crash: a temp file, removed at the next start.
 2. the value is made durable here as *pending* (fsync, rename, LMDB commit);
    a crash: a pending value that the master never heard of, settled (dropped) at the next start.
-3. the other replicas store it too, in parallel; a crash: pending copies there, settled the same.
+3. the other replicas store it too, in parallel (a small value, in memory, is sent while
+   step 2 runs); a crash: pending copies there, settled the same.
 4. the master commits the key: from here on it is visible, and the client gets its 201;
    a crash before the answer: the key is committed and readable, the client saw an error, and
    a retry with the same ticket writes the same version again (harmless).
@@ -16,12 +17,14 @@ Write order (DESIGN.md section 2), and what a crash between the steps leaves:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 import os
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 from urllib.parse import quote
 
@@ -44,6 +47,7 @@ from pulzar.http.internal import signed_headers
 from pulzar.storage.lmdbenv import storage_error
 from pulzar.storage.records import ValueMeta
 from pulzar.storage.values import BlobWriter, StoredValue, ValueStore
+from pulzar.volume.batching import Coalescer
 
 log = logging.getLogger(__name__)
 
@@ -113,6 +117,9 @@ class VolumeService:
         self._in_flight: set[tuple[str, int]] = set()
         self._uploads = 0
         self._background: set[asyncio.Future[None]] = set()
+        # Commits to the master and finalizes to each replica go out batched under load.
+        self._commits: Coalescer[dict[str, Any], dict[str, Any]] = Coalescer(self._send_commits)
+        self._finalizes: dict[str, Coalescer[tuple[str, int], None]] = {}
         #: More fields for the heartbeat (the job runner's counts).
         self.extra_stats: list[Callable[[], dict[str, Any]]] = []
 
@@ -141,17 +148,25 @@ class VolumeService:
     ) -> ValueMeta:
         """Steps 1 and 2: take the body and store it durably as pending (at most
         `[server] max_uploads` at once: more are refused with 503, to be retried)."""
+        with self._upload_slot():
+            meta, data, blob = await self._take(ticket, upload, modified=modified, expires=expires)
+            await self.store.put(meta, data, blob, now=modified)
+            return meta
+
+    @contextlib.contextmanager
+    def _upload_slot(self) -> Iterator[None]:
         if self._uploads >= self.config.server.max_uploads:
             raise Unavailable("too many uploads in progress on this volume; retry shortly")
         self._uploads += 1
         try:
-            return await self._receive(ticket, upload, modified=modified, expires=expires)
+            yield
         finally:
             self._uploads -= 1
 
-    async def _receive(
+    async def _take(
         self, ticket: WriteTicket, upload: Upload, *, modified: float, expires: float | None
-    ) -> ValueMeta:
+    ) -> tuple[ValueMeta, bytes | None, BlobWriter | None]:
+        """Step 1: the body (in memory, or in a finished temp file) and its metadata."""
         if upload.length is not None:
             self._check_size(upload.length)
             self.store.ensure_room(upload.length)
@@ -177,8 +192,7 @@ class VolumeService:
             if blob is not None:
                 blob.abort()
             raise
-        await self.store.put(meta, data, blob, now=modified)
-        return meta
+        return meta, data, blob
 
     def _check_size(self, size: int) -> None:
         if size > self.max_value:
@@ -231,12 +245,15 @@ class VolumeService:
         self._in_flight.add(pair)
         try:
             expires = ticket.expires or (None if ttl is None else now + ttl)
-            meta = await self.receive(ticket, upload, modified=now, expires=expires)
-            try:
-                held = await self._replicate(ticket, meta)
-            except BaseException:
-                await self._drop_everywhere(ticket, meta)
-                raise
+            with self._upload_slot():
+                meta, data, blob = await self._take(ticket, upload, modified=now, expires=expires)
+                if data is None:
+                    await self.store.put(meta, None, blob, now=now)
+                try:
+                    held = await self._store_and_copy(ticket, meta, data, now)
+                except BaseException:
+                    await self._drop_everywhere(ticket, meta)
+                    raise
             try:
                 applied = await self._commit(meta, held, ticket.copies, ticket.condition)
             except Unavailable:
@@ -250,10 +267,30 @@ class VolumeService:
             self._in_flight.discard(pair)
         if applied:
             self.store.finalize_later(meta.key, meta.version)
-            self._tell_peers(ticket, "POST", _peer_path("finalize", meta))
+            self._finalize_on_peers(ticket, held, meta)
         else:
             await self._drop_everywhere(ticket, meta)
         return applied
+
+    async def _store_and_copy(
+        self, ticket: WriteTicket, meta: ValueMeta, data: bytes | None, now: float
+    ) -> tuple[str, ...]:
+        """Steps 2 and 3. A large value (`data` None) is stored here already and is sent from
+        its file; a small one is stored here and sent to the replicas at the same time, so
+        that the write waits for one fsync instead of two in a row. A crash between the steps
+        leaves pending copies here or there either way, settled as in step 2."""
+        if data is None:
+            return await self._replicate(ticket, meta)
+        stored, held = await asyncio.gather(
+            self.store.put(meta, data, None, now=now),
+            self._replicate(ticket, meta, data),
+            return_exceptions=True,
+        )
+        if isinstance(stored, BaseException):
+            raise stored
+        if isinstance(held, BaseException):
+            raise held
+        return held
 
     async def _drop_everywhere(self, ticket: WriteTicket, meta: ValueMeta) -> None:
         await self.store.discard(meta.key, meta.version)
@@ -271,6 +308,36 @@ class VolumeService:
         for url in ticket.urls[1:]:
             self.spawn(self._call_peer(method, url, path))
 
+    def _finalize_on_peers(
+        self, ticket: WriteTicket, held: tuple[str, ...], meta: ValueMeta
+    ) -> None:
+        """Step 5 on the replicas that hold a copy, in the background, batched per replica."""
+        urls = dict(zip(ticket.nodes, ticket.urls, strict=True))
+        for node_id in held[1:]:
+            self.spawn(self._finalize_on(urls[node_id], meta.key, meta.version))
+
+    async def _finalize_on(self, url: str, key: str, version: int) -> None:
+        batcher = self._finalizes.get(url)
+        if batcher is None:
+            batcher = self._finalizes[url] = Coalescer(partial(self._send_finalizes, url))
+        try:
+            await batcher.call((key, version))
+        except (PulzarError, aiohttp.ClientError, TimeoutError, OSError) as exc:
+            log.info("finalize of %s on %s not done now: %s", key, url, exc)
+
+    async def _send_finalizes(
+        self, url: str, values: list[tuple[str, int]]
+    ) -> list[BaseException | None]:
+        path = "/internal/finalize_many"
+        headers = signed_headers(self.secret, "POST", path)
+        headers["Content-Type"] = "application/json"
+        body = orjson.dumps({"values": values})
+        async with self.client().post(url + path, data=body, headers=headers) as resp:
+            payload = await resp.read()
+            if resp.status != 200:
+                raise error_for_status(resp.status, payload.decode(errors="replace")[:200])
+        return [None] * len(values)
+
     async def _call_peer(self, method: str, url: str, path: str) -> None:
         try:
             headers = signed_headers(self.secret, method, path)
@@ -279,10 +346,13 @@ class VolumeService:
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
             log.info("%s %s on %s not done now: %s", method, path, url, exc)
 
-    async def _replicate(self, ticket: WriteTicket, meta: ValueMeta) -> tuple[str, ...]:
-        """Copy the value to R-1 other candidates in parallel; a candidate that fails is
-        replaced by the next spare. Returns the nodes holding it, primary first; raises
-        `Unavailable` when fewer than W copies are durable."""
+    async def _replicate(
+        self, ticket: WriteTicket, meta: ValueMeta, data: bytes | None = None
+    ) -> tuple[str, ...]:
+        """Copy the value (`data`, else this node's stored copy) to R-1 other candidates in
+        parallel; a candidate that fails is replaced by the next spare. Returns the nodes
+        holding it, primary first; raises `Unavailable` when fewer than W copies are
+        durable."""
         spares = list(zip(ticket.nodes[1:], ticket.urls[1:], strict=True))
         held = [self.node_id]
 
@@ -290,7 +360,7 @@ class VolumeService:
             while spares:
                 node_id, url = spares.pop(0)
                 try:
-                    if await self._send_replica(url, ticket, meta):
+                    if await self._send_replica(url, ticket, meta, data):
                         held.append(node_id)
                         return
                 except (aiohttp.ClientError, TimeoutError, OSError) as exc:
@@ -303,20 +373,24 @@ class VolumeService:
             )
         return tuple(held)
 
-    async def _send_replica(self, url: str, ticket: WriteTicket, meta: ValueMeta) -> bool:
+    async def _send_replica(
+        self, url: str, ticket: WriteTicket, meta: ValueMeta, data: bytes | None = None
+    ) -> bool:
         path = (
             f"/internal/replica{quote(meta.key)}?t={sign_ticket(self.secret, ticket)}"
             f"&modified={meta.modified!r}&expires={meta.expires or ''}"
         )
-        stored = self.store.get(meta.key, meta.version)
-        if stored is None:
+        stored = None if data is not None else self.store.get(meta.key, meta.version)
+        if data is None and stored is None:
             return False
         headers = signed_headers(self.secret, "PUT", path)
         headers["Content-Type"] = meta.content_type
-        if stored.data is not None:
-            body: Any = stored.data
+        if data is not None:
+            body: Any = data
+        elif stored is not None and stored.data is not None:
+            body = stored.data
         else:
-            assert stored.path is not None
+            assert stored is not None and stored.path is not None
             body = open(stored.path, "rb")  # noqa: SIM115 - aiohttp closes it after sending
         timeout = aiohttp.ClientTimeout(
             total=None, sock_connect=5, sock_read=self.config.timers.replica_timeout
@@ -335,8 +409,22 @@ class VolumeService:
             "copies": copies,
             "condition": condition,
         }
-        answer = await self.call_master("POST", "/internal/commit", body)
+        answer = await self._commits.call(body)
         return bool(answer["applied"])
+
+    async def _send_commits(
+        self, bodies: list[dict[str, Any]]
+    ) -> list[dict[str, Any] | BaseException]:
+        """One request to the master for the commits that gathered while the last one was on
+        its way (see `Coalescer`); each gets its own answer or error."""
+        answer = await self.call_master("POST", "/internal/commits", {"commits": bodies})
+        results: list[dict[str, Any] | BaseException] = []
+        for result in answer["results"]:
+            if "applied" in result:
+                results.append(result)
+            else:
+                results.append(error_for_status(int(result["status"]), str(result["msg"])))
+        return results
 
     async def call_master(self, method: str, path: str, body: Any) -> Any:
         """A signed call to the master; its error envelope comes back as our exception."""

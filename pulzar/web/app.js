@@ -8,7 +8,6 @@ import keys from "./keys.js";
 import overview from "./overview.js";
 
 const pages = { overview, keys, jobs };
-let current = null;
 
 function parseHash() {
   const [name, q] = location.hash.replace(/^#/, "").split("?");
@@ -24,11 +23,9 @@ function show() {
   }
   const page = pages[name];
   document.title = `${page.title} · Pulzar`;
-  if (page !== current) {
-    current = page;
-    page.enter(params);
-    setPage(page);
-  }
+  // A new page, or new parameters in the address (a pasted `#keys?prefix=...`).
+  page.enter(params);
+  setPage(page);
 }
 
 function tokenDialog(reason) {

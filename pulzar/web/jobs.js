@@ -180,6 +180,12 @@ function renderJob(job) {
   if (!job.log) fill(log, h("span", { class: "muted" }, "(no output)"));
 }
 
+/** A run shown in the dialog that has since been purged: show nothing new. */
+function gone(error) {
+  if (error instanceof ApiError && error.status === 404) return null;
+  throw error;
+}
+
 async function openJob(id) {
   state.openJob = id;
   try {
@@ -326,7 +332,7 @@ export default {
     const open = state.openJob;
     const [board, job] = await Promise.all([
       api.jobs(),
-      open !== null ? api.job(open) : null,
+      open !== null ? api.job(open).catch(gone) : null,
       loadCatalog(),
     ]);
     state.board = board;

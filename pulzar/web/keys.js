@@ -13,7 +13,6 @@ const state = {
   after: null, // the `after` token of the page on screen (null: the first page)
   previous: [], // the `after` tokens of the pages before it
   next: null,
-  count: 0,
   selected: null,
   autoKey: "", // the key the upload form proposed, replaced when another file is chosen
 };
@@ -60,10 +59,21 @@ function setPrefix(prefix) {
   refreshNow();
 }
 
+/** The page of keys on screen; an invalid prefix is said in the list, not as a failure. */
+async function listPage() {
+  try {
+    const page = await api.listKeys(state.prefix, { limit: state.limit, after: state.after });
+    return { ...page, problem: null };
+  } catch (error) {
+    if (!(error instanceof ApiError) || error.status !== 400) throw error;
+    return { keys: [], next: null, problem: error.message };
+  }
+}
+
 function renderList(page) {
   const keys = page.keys || [];
+  fill($("#keys-empty"), page.problem ? `Invalid prefix: ${page.problem}` : "No key under this prefix.");
   state.next = page.next;
-  state.count = keys.length;
   syncChildren($("#keys"), keys, (k) => k.key, keyRow);
   markSelected();
   $("#keys-empty").hidden = keys.length > 0;
@@ -221,10 +231,7 @@ export default {
     $("#key-prefix").value = state.prefix;
   },
   async refresh() {
-    const [page] = await Promise.all([
-      api.listKeys(state.prefix, { limit: state.limit, after: state.after }),
-      refreshDetails(),
-    ]);
+    const [page] = await Promise.all([listPage(), refreshDetails()]);
     renderList(page);
   },
 };
