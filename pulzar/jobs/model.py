@@ -11,11 +11,12 @@ goes back to pending at once (its attempt count is kept).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
 import orjson
+
+from pulzar.core.times import iso
 
 
 class JobState(StrEnum):
@@ -28,14 +29,6 @@ class JobState(StrEnum):
     @property
     def finished(self) -> bool:
         return self in (JobState.READY, JobState.FAILED, JobState.CANCELLED)
-
-
-def iso(ts: float | None) -> str | None:
-    if ts is None:
-        return None
-    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace(
-        "+00:00", "Z"
-    )
 
 
 @dataclass

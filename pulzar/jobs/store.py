@@ -12,7 +12,6 @@ skip some numbers but never reuses one. Writes go through the environment's grou
 
 from __future__ import annotations
 
-import asyncio
 import struct
 from collections.abc import Iterator
 
@@ -20,6 +19,7 @@ import lmdb
 
 from pulzar.jobs.model import Job, Schedule
 from pulzar.storage.groupcommit import GroupCommitter
+from pulzar.storage.sequence import Sequence
 
 _BE64 = struct.Struct(">Q")
 _CEILING = b"id_ceiling"
@@ -32,27 +32,11 @@ class JobStore:
         self._writer = writer
         self._jobs = env.open_db(b"jobs")
         self._schedules = env.open_db(b"schedules")
-        self._meta = env.open_db(b"jobmeta")
-        with env.begin(db=self._meta) as txn:
-            raw = txn.get(_CEILING)
-        self._next = int(raw) if raw else 1
-        self._ceiling = self._next
-        self._lock = asyncio.Lock()
+        self._ids = Sequence(env, writer, env.open_db(b"jobmeta"), _CEILING, _BLOCK)
 
     async def next_id(self) -> int:
-        if self._next >= self._ceiling:
-            async with self._lock:
-                if self._next >= self._ceiling:
-                    ceiling = self._next + _BLOCK
-
-                    def op(txn: lmdb.Transaction) -> None:
-                        txn.put(_CEILING, str(ceiling).encode(), db=self._meta)
-
-                    await self._writer.write(op)
-                    self._ceiling = ceiling
-        job_id = self._next
-        self._next += 1
-        return job_id
+        """The next id of a run or a schedule (one sequence for both)."""
+        return await self._ids.next()
 
     # -- jobs -----------------------------------------------------------------------------
 

@@ -13,7 +13,6 @@ compare-and-swap, "is a newer version already here?") run atomically with its wr
 
 from __future__ import annotations
 
-import asyncio
 import secrets
 import struct
 from collections.abc import Iterator
@@ -29,12 +28,11 @@ from pulzar.storage.groupcommit import GroupCommitter
 from pulzar.storage.keycodec import KeyCodec, scan_prefix, stored_key
 from pulzar.storage.lmdbenv import check_format, open_env
 from pulzar.storage.records import KeyRecord, pack_key_record, unpack_key_record
+from pulzar.storage.sequence import Sequence
 
 FORMAT = 1
 _CEILING = b"version_ceiling"
 _CLUSTER = b"cluster_id"
-# Versions are handed out from memory; the store records a ceiling this far ahead, so a restart
-# starts above every version ever handed out without a write per version.
 _VERSION_BLOCK = 100_000
 _BE64 = struct.Struct(">Q")
 _TOMB = struct.Struct(">QQ")
@@ -82,17 +80,14 @@ class Index:
         self._codec = KeyCodec(self.env)
         check_format(self.env, self._meta, FORMAT, f"index at {path}")
         self._writer = GroupCommitter(self.env, "index")
-        self._version_lock = asyncio.Lock()
         with self.env.begin(write=True, db=self._meta) as txn:
             if txn.get(_CLUSTER) is None:
                 txn.put(_CLUSTER, secrets.token_hex(8).encode())
         with self.env.begin(db=self._meta) as txn:
             #: Made with a new index: volumes use it to tell their own index from a new one.
             self.cluster_id = bytes(txn.get(_CLUSTER) or b"").decode()
-            raw = txn.get(_CEILING)
-        self._next_version = int(raw) if raw else 1
-        self._ceiling = self._next_version
-        self._raise_ceiling_sync()
+        self._versions = Sequence(self.env, self._writer, self._meta, _CEILING, _VERSION_BLOCK)
+        self._versions.reserve_sync()
 
     @property
     def writer(self) -> GroupCommitter:
@@ -105,30 +100,9 @@ class Index:
 
     # -- versions -------------------------------------------------------------------------
 
-    def _raise_ceiling_sync(self) -> None:
-        ceiling = self._next_version + _VERSION_BLOCK
-
-        def op(txn: lmdb.Transaction) -> None:
-            txn.put(_CEILING, str(ceiling).encode(), db=self._meta)
-
-        self._writer.write_sync(op)
-        self._ceiling = ceiling
-
     async def next_version(self) -> int:
         """A version larger than any handed out before, across restarts."""
-        if self._next_version >= self._ceiling:
-            async with self._version_lock:
-                if self._next_version >= self._ceiling:
-                    ceiling = self._next_version + _VERSION_BLOCK
-
-                    def op(txn: lmdb.Transaction) -> None:
-                        txn.put(_CEILING, str(ceiling).encode(), db=self._meta)
-
-                    await self._writer.write(op)
-                    self._ceiling = ceiling
-        version = self._next_version
-        self._next_version += 1
-        return version
+        return await self._versions.next()
 
     # -- reads ----------------------------------------------------------------------------
 
@@ -333,9 +307,7 @@ class Index:
 
     async def ensure_version_above(self, version: int) -> None:
         """Make every version handed out from now on larger than `version`."""
-        if version >= self._next_version:
-            self._next_version = version + 1
-            await self.next_version()
+        await self._versions.skip_past(version)
 
     def is_empty(self) -> bool:
         with self.env.begin() as txn:
