@@ -46,9 +46,14 @@ def jobs_dir(tmp_path: Path) -> Path:
 
 
 def start(cluster_factory: Any, jobs_dir: Path, volumes: int = 2, **settings: str) -> Cluster:
-    return cluster_factory(volumes=volumes, settings={
-        "PULZAR_JOBS_DIR": str(jobs_dir), "PULZAR_JOBS_WORKERS": "2", **settings,
-    })
+    return cluster_factory(
+        volumes=volumes,
+        settings={
+            "PULZAR_JOBS_DIR": str(jobs_dir),
+            "PULZAR_JOBS_WORKERS": "2",
+            **settings,
+        },
+    )
 
 
 def launch(cluster: Cluster, body: dict[str, Any], name: str = "t/work") -> int:
@@ -83,11 +88,11 @@ def test_200_jobs_run_on_both_volumes_with_the_right_results(
     assert [r["status"] for r in records] == ["ready"] * 200
     assert [r["result"]["square"] for r in records] == [n * n for n in range(200)]
     assert len({r["node"] for r in records}) == 2
-    latencies = [
-        r["result"]["started"] - _epoch(r["creation_time"]) for r in records
-    ]
-    print(f"\n200 jobs of 20 ms on 2 volumes x 2 workers: {seconds:.2f}s launch to done; "
-          f"launch-to-start p50 {statistics.median(latencies) * 1000:.1f} ms")
+    latencies = [r["result"]["started"] - _epoch(r["creation_time"]) for r in records]
+    print(
+        f"\n200 jobs of 20 ms on 2 volumes x 2 workers: {seconds:.2f}s launch to done; "
+        f"launch-to-start p50 {statistics.median(latencies) * 1000:.1f} ms"
+    )
     board = cluster.http.get(cluster.url("admin/jobs")).json()["data"]
     assert len(board["ready"]) == 100 and board["pendings"] == [] and board["running"] == []
 
@@ -101,7 +106,14 @@ def _epoch(iso: str) -> float:
 def test_a_data_job_runs_on_a_volume_holding_the_key_and_reads_it_locally(
     cluster_factory: Any, jobs_dir: Path
 ) -> None:
-    cluster = start(cluster_factory, jobs_dir, volumes=3, PULZAR_GENERAL_REPLICAS="1")
+    # A long data wait: on a busy machine the holder's two slots may stay taken a while.
+    cluster = start(
+        cluster_factory,
+        jobs_dir,
+        volumes=3,
+        PULZAR_GENERAL_REPLICAS="1",
+        PULZAR_JOBS_DATA_WAIT="60",
+    )
     assert cluster.put("/input.txt", b"local bytes").status_code == 201
     holder = cluster.stat("/input.txt")["replicas"][0]["node"]
     ids = [launch(cluster, {"n": i, "pulzar_data": "/input.txt", "sleep": 0}) for i in range(6)]
@@ -117,13 +129,20 @@ def test_cancel_of_a_running_job_takes_under_a_second_and_spares_the_others(
     long = launch(cluster, {"sleep": 60})
     wait_until(lambda: job(cluster, long)["status"] == "running", timeout=20, what="running")
     neighbour = launch(cluster, {"sleep": 1.5, "n": 7})
-    wait_until(lambda: job(cluster, neighbour)["status"] == "running", timeout=20,
-               what="the neighbour to run")
+    wait_until(
+        lambda: job(cluster, neighbour)["status"] == "running",
+        timeout=20,
+        what="the neighbour to run",
+    )
     started = time.monotonic()
     answer = cluster.http.post(cluster.url("cancel_job", f"/{long}"))
     assert answer.status_code == 200 and answer.json()["msg"] == "job cancelled"
-    wait_until(lambda: job(cluster, long)["status"] == "cancelled", timeout=1, interval=0.02,
-               what="the cancel")
+    wait_until(
+        lambda: job(cluster, long)["status"] == "cancelled",
+        timeout=1,
+        interval=0.02,
+        what="the cancel",
+    )
     assert time.monotonic() - started < 1
     (other,) = wait_jobs(cluster, [neighbour])
     assert other["status"] == "ready" and other["result"]["square"] == 49
@@ -165,7 +184,8 @@ def test_jobs_of_a_killed_volume_run_again_elsewhere_and_end_ready(
     ids = [launch(cluster, {"sleep": 3, "n": n}) for n in range(4)]
     wait_until(
         lambda: sum(job(cluster, i)["status"] == "running" for i in ids) == 4,
-        timeout=20, what="4 running jobs",
+        timeout=20,
+        what="4 running jobs",
     )
     victim = cluster.volumes[0]
     on_victim = [i for i in ids if job(cluster, i)["node"] == victim.name]
@@ -201,13 +221,17 @@ def test_job_cli_launches_waits_shows_and_deploys(
     cluster = start(cluster_factory, jobs_dir, volumes=1)
     extra = tmp_path / "more"
     (extra / "ops").mkdir(parents=True)
-    (extra / "ops" / "echo.py").write_text("def run(params, ctx):\n    print('hi')\n"
-                                           "    return params\n")
+    (extra / "ops" / "echo.py").write_text(
+        "def run(params, ctx):\n    print('hi')\n    return params\n"
+    )
 
     def pulzar(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             [sys.executable, "-m", "pulzar", *args, "--master", cluster.master_url],
-            capture_output=True, text=True, timeout=60, check=False,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
         )
 
     deployed = pulzar("job", "deploy", str(extra))
