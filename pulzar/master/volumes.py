@@ -37,7 +37,11 @@ class VolumeCalls:
             self._session = tls.session(self._security, aiohttp.ClientTimeout(total=self._timeout))
         return self._session
 
-    async def close(self) -> None:
+    async def close(self, grace: float = 5.0) -> None:
+        """Give deletes and other calls in flight `grace` seconds to reach their volumes (a
+        volume that misses one settles it when it next reconciles), then stop."""
+        if self._tasks:
+            await asyncio.wait(list(self._tasks), timeout=grace)
         for task in list(self._tasks):
             task.cancel()
         if self._session is not None:
