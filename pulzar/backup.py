@@ -6,6 +6,8 @@ A backup is a directory:
     manifest.jsonl   one line a key: key, version, size, sha256, content type, created,
                      modified, expires (epoch seconds), file
     values/ab/...    the bytes, one file a key
+    jobs.jsonl       the job system's run records, one a line
+    schedules.json   its schedules
 
 It works through the public API, like any client: every key is listed, then fetched by its
 current version and checked against its checksum while it is written. Each key in the backup is
@@ -80,15 +82,52 @@ def backup(client: Client, dest: Path, progress: Progress | None = None) -> Summ
                 progress(done_bytes, total_bytes)
         manifest.flush()
         os.fsync(manifest.fileno())
+    runs, schedules = _save_job_records(client, dest)
     summary = {
         "format": FORMAT,
         "created": time.time(),
         "keys": keys,
         "bytes": done_bytes,
+        "jobs": runs,
+        "schedules": schedules,
         "master": client.master,
     }
     (dest / "backup.json").write_text(json.dumps(summary, indent=2) + "\n")
     return Summary(keys, done_bytes, time.monotonic() - started)
+
+
+def _save_job_records(client: Client, dest: Path) -> tuple[int, int]:
+    runs = 0
+    with open(dest / "jobs.jsonl", "w", encoding="utf-8") as out:
+        after: int | None = None
+        while True:
+            params = {"limit": 1000, **({"after": after} if after else {})}
+            page = client.admin("GET", "/admin/backup/jobs", params=params)
+            for record in page["jobs"]:
+                out.write(json.dumps(record) + "\n")
+                runs += 1
+            after = page["next"]
+            if not after:
+                break
+    schedules = client.admin("GET", "/admin/backup/schedules")
+    (dest / "schedules.json").write_text(json.dumps(schedules, indent=1) + "\n")
+    return runs, len(schedules)
+
+
+def _read_job_records(src: Path) -> tuple[list[Any], list[Any]]:
+    jobs_file, schedules_file = src / "jobs.jsonl", src / "schedules.json"
+    try:
+        jobs = (
+            [json.loads(line) for line in jobs_file.read_text().splitlines() if line]
+            if jobs_file.exists()
+            else []
+        )
+        schedules = json.loads(schedules_file.read_text()) if schedules_file.exists() else []
+    except (OSError, ValueError) as exc:
+        raise BackupError(f"job records of the backup are damaged: {exc}") from None
+    if not isinstance(schedules, list) or not all(isinstance(j, dict) for j in jobs):
+        raise BackupError("job records of the backup are damaged")
+    return jobs, schedules
 
 
 def _save_value(client: Client, dest: Path, entry: dict[str, Any]) -> dict[str, Any]:
@@ -187,6 +226,7 @@ def restore(
     started = time.monotonic()
     _, entries = read_manifest(src)
     verify(src, entries)
+    jobs, schedules = _read_job_records(src)
     if not force and next(iter(client.list("", page_size=1)), None) is not None:
         raise BackupError("the cluster already holds keys: restore into an empty cluster")
     done_bytes = 0
@@ -197,6 +237,8 @@ def restore(
         done_bytes += int(entry["size"])
         if progress:
             progress(done_bytes, total)
+    if jobs or schedules:
+        client.admin("POST", "/admin/backup/jobs", json={"jobs": jobs, "schedules": schedules})
     return Summary(len(entries), done_bytes, time.monotonic() - started)
 
 

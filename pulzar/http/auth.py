@@ -36,6 +36,7 @@ ADMIN_ROUTES = (
     ("GET", "/admin/restore_node/"),
     ("POST", "/admin/drain/"),
     ("DELETE", "/admin/network/"),
+    ("POST", "/admin/backup/jobs"),
 )
 READS = ("GET", "HEAD")
 

@@ -64,14 +64,36 @@ def _redirect(description: str) -> dict[str, Any]:
     }
 
 
+# The key rules (pulzar.core.keys) as a pattern: segments of any characters but '/' and the
+# control characters, none empty, '.' or '..'. The 1024-byte limit is in the description.
+_CHAR = "[^/\\u0000-\\u001f\\u007f-\\u009f]"
+_START = "[^/.\\u0000-\\u001f\\u007f-\\u009f]"
+_SEGMENT = f"(?:{_START}{_CHAR}*|\\.{_START}{_CHAR}*|\\.\\.{_CHAR}+)"
 _KEY = {
     "name": "key",
     "in": "path",
     "required": True,
-    "schema": {"type": "string"},
-    "description": "the key (percent-decoded once, '/' added in front)",
+    "schema": {"type": "string", "pattern": f"^{_SEGMENT}(?:/{_SEGMENT})*$"},
+    "example": "docs/a.txt",
+    "description": "the key, percent-decoded once ('%2F' is a '/'), '/' added in front: any "
+    "UTF-8 but control characters, no empty, '.' or '..' segment, at most 1024 bytes (else 400)",
 }
-_ID = {"name": "id", "in": "path", "required": True, "schema": {"type": "integer", "minimum": 0}}
+_PREFIX = {
+    "name": "prefix",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "string", "pattern": "^[^\\u0000-\\u001f\\u007f-\\u009f]*$"},
+    "description": "a plain string prefix of the keys (percent-decoded once, '/' added in front)",
+}
+#: Job and schedule ids are unsigned 64-bit numbers.
+_U64 = 2**64 - 1
+_ID = {
+    "name": "id",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "integer", "minimum": 0, "maximum": _U64},
+}
+_JOB_NAME = "[A-Za-z_][A-Za-z0-9_]*/[A-Za-z_][A-Za-z0-9_]*"
 _NODE = {
     "name": "node",
     "in": "path",
@@ -82,7 +104,7 @@ _NODE = {
 _TEMPORAL = {
     "name": "temporal",
     "in": "query",
-    "schema": {"type": "number", "exclusiveMinimum": 0},
+    "schema": {"type": "number", "exclusiveMinimum": 0, "maximum": 36500},
     "description": "days until the value expires",
 }
 _REPLICAS = {
@@ -100,8 +122,8 @@ _CONDITIONS = [
     {
         "name": "If-Match",
         "in": "header",
-        "schema": {"type": "string"},
-        "description": "compare-and-swap: an ETag or a version",
+        "schema": {"type": "string", "pattern": '^(\\*|(W/)?"?([0-9]+|[0-9a-fA-F]{64})"?)$'},
+        "description": "compare-and-swap: an ETag (as served) or a version; '*': the key exists",
     },
 ]
 _ENTRY = {
@@ -217,7 +239,7 @@ def document() -> dict[str, Any]:
                     "next": {"type": ["string", "null"]},
                 },
             },
-            {"name": "prefix", "in": "path", "required": True, "schema": {"type": "string"}},
+            _PREFIX,
             {
                 "name": "limit",
                 "in": "query",
@@ -276,11 +298,24 @@ def document() -> dict[str, Any]:
             "a volume URL for loading a backup's value with its version and times",
             {"type": "object"},
             _KEY,
+            {
+                "name": "version",
+                "in": "query",
+                "required": True,
+                "schema": {"type": "integer", "minimum": 1, "maximum": 2**53 - 1},
+            },
             *(
-                {"name": n, "in": "query", "required": n != "expires", "schema": {"type": "number"}}
-                for n in ("version", "created", "modified", "expires")
+                {
+                    "name": n,
+                    "in": "query",
+                    "required": n != "expires",
+                    "schema": {"type": "number", "minimum": 0, "maximum": 253402300799},
+                    "description": "epoch seconds",
+                }
+                for n in ("created", "modified", "expires")
             ),
-            errors=(400, 401, 403, 503, 507),
+            {"name": "size", "in": "query", "schema": {"type": "integer", "minimum": 0}},
+            errors=(400, 401, 403, 413, 503, 507),
         ),
         "/health": _get("200 when a volume is live", None, errors=(503,), tag="cluster"),
         "/metrics": {
@@ -316,7 +351,12 @@ def document() -> dict[str, Any]:
                 "tags": ["jobs"],
                 "summary": "launch job group/name (admin token)",
                 "parameters": [
-                    {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}
+                    {
+                        "name": "name",
+                        "in": "path",
+                        "required": True,
+                        "schema": {"type": "string", "pattern": f"^/?{_JOB_NAME}/?$"},
+                    }
                 ],
                 "requestBody": {"content": {"application/json": {"schema": {"type": "object"}}}},
                 "responses": {
@@ -358,16 +398,47 @@ def document() -> dict[str, Any]:
                 "in": "query",
                 "schema": {"type": "integer", "minimum": 1, "maximum": 10000},
             },
-            {"name": "after", "in": "query", "schema": {"type": "integer", "minimum": 1}},
+            {
+                "name": "after",
+                "in": "query",
+                "schema": {"type": "integer", "minimum": 1, "maximum": _U64},
+            },
             tag="jobs",
         ),
         "/admin/scheduled_jobs": _get("every schedule", {"type": "array"}, tag="jobs"),
         "/admin/scheduled_jobs/{which}": _get(
             "runs of schedules that ended ok / failed, or one schedule by id",
             None,
-            {"name": "which", "in": "path", "required": True, "schema": {"type": "string"}},
+            {
+                "name": "which",
+                "in": "path",
+                "required": True,
+                "schema": {"type": "string", "pattern": "^(ok|failed|[0-9]+)$"},
+            },
             errors=(400, 401, 403, 404),
             tag="jobs",
+        ),
+        "/admin/backup/jobs": {
+            **_get(
+                "raw run records for a backup, oldest first",
+                {"type": "object"},
+                {
+                    "name": "limit",
+                    "in": "query",
+                    "schema": {"type": "integer", "minimum": 1, "maximum": 10000},
+                },
+                {"name": "after", "in": "query", "schema": {"type": "integer", "minimum": 1}},
+                tag="jobs",
+            ),
+            "post": {
+                "tags": ["jobs"],
+                "summary": "load run and schedule records from a backup (admin token)",
+                "requestBody": {"content": {"application/json": {"schema": {"type": "object"}}}},
+                "responses": {"200": _json("job records loaded"), **_errors(400, 401, 403, 409)},
+            },
+        },
+        "/admin/backup/schedules": _get(
+            "raw schedule records for a backup", {"type": "array"}, tag="jobs"
         ),
         "/admin/job_catalog": _get("jobs and their documentation", {"type": "array"}, tag="jobs"),
         "/admin/jobs/deploy": {
@@ -383,6 +454,7 @@ def document() -> dict[str, Any]:
                                 "properties": {
                                     "files": {
                                         "type": "object",
+                                        "propertyNames": {"pattern": f"^{_JOB_NAME}\\.py$"},
                                         "additionalProperties": {"type": "string"},
                                     }
                                 },

@@ -143,6 +143,23 @@ class JobService:
         await self.store.save_jobs([job])
         return job_id
 
+    async def import_records(self, jobs: list[Job], schedules: list[Schedule], now: float) -> None:
+        """Load job and schedule records from a backup: written as they were (ids kept, and
+        new ids start above them); unfinished runs are queued, active schedules resume."""
+        await self.store.save_jobs(jobs)
+        for schedule in schedules:
+            await self.store.save_schedule(schedule)
+            self.schedules[schedule.id] = schedule
+        highest = max([j.id for j in jobs] + [s.id for s in schedules], default=0)
+        await self.store.skip_ids_past(highest)
+        for job in jobs:
+            if job.state.finished:
+                self.recent.append(job)
+            else:
+                job.state, job.node, job.not_before = JobState.PENDING, None, now
+                self._enqueue(job)
+        self.schedules_changed.set()
+
     def _enqueue(self, job: Job) -> None:
         self.active[job.id] = job
         self.queue.append(job.id)
@@ -375,8 +392,11 @@ class JobService:
     # -- schedules and housekeeping -------------------------------------------------------
 
     async def fire_due(self, now: float) -> list[Job]:
-        """Fire every schedule that is due (once, for its latest due time)."""
-        fired = []
+        """Fire every schedule that is due (once, for its latest due time). The firings are
+        written together (one group commit, not one fsync after the other: many schedules due
+        at the same time all start on time); each firing and its schedule's next due time go
+        in one transaction, and a firing runs only once it is written."""
+        firings = []
         for schedule in list(self.schedules.values()):
             due = due_now(schedule, now)
             if due is None:
@@ -386,10 +406,22 @@ class JobService:
                 created=now, data_key=schedule.data_key, retries=schedule.retries,
                 timeout=schedule.timeout, schedule_id=schedule.id, due=due,
             )
+            before = (schedule.runs, schedule.last_job, schedule.next_due)
             schedule.runs += 1
             schedule.last_job = job.id
             schedule.next_due = after_firing(schedule, due)
-            await self.store.save_schedule(schedule, fired=job)
+            firings.append((schedule, job, before))
+        outcomes = await asyncio.gather(
+            *(self.store.save_schedule(schedule, fired=job) for schedule, job, _ in firings),
+            return_exceptions=True,
+        )
+        fired = []
+        for (schedule, job, before), outcome in zip(firings, outcomes, strict=True):
+            if isinstance(outcome, BaseException):  # not written: it fires on a later look
+                if not schedule.cancelled:
+                    schedule.runs, schedule.last_job, schedule.next_due = before
+                log.error("firing schedule %d failed: %s", schedule.id, outcome)
+                continue
             self._enqueue(job)
             fired.append(job)
         return fired

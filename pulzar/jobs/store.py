@@ -38,6 +38,9 @@ class JobStore:
         """The next id of a run or a schedule (one sequence for both)."""
         return await self._ids.next()
 
+    async def skip_ids_past(self, number: int) -> None:
+        await self._ids.skip_past(number)
+
     # -- jobs -----------------------------------------------------------------------------
 
     async def save_jobs(self, jobs: list[Job]) -> None:

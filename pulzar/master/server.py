@@ -19,6 +19,7 @@ from pulzar.http import metrics
 from pulzar.http.auth import AccessPolicy, middlewares
 from pulzar.master import maintenance
 from pulzar.master.app import CONNECTIONS, REPAIR, SERVICE, add_routes
+from pulzar.master.backup_routes import add_backup_routes
 from pulzar.master.extension_routes import add_extension_routes
 from pulzar.master.gauges import master_gauges
 from pulzar.master.job_routes import setup_jobs
@@ -90,6 +91,7 @@ def create_app(config: Config, restore_from: list[str] | None = None) -> web.App
     add_extension_routes(app, service)
     maintenance.setup(app)
     jobs = setup_jobs(app, service)
+    add_backup_routes(app)
     metrics.setup(app, "master", lambda: master_gauges(service, repairer, jobs, time.time()))
     add_web_routes(app)
 

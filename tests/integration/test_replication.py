@@ -224,7 +224,16 @@ def test_wiped_index_is_rebuilt_from_volumes_with_versions_times_and_ttl(
 def test_backup_then_restore_into_a_new_cluster_gives_identical_values(
     cluster_factory: Any, tmp_path: Path
 ) -> None:
-    source = cluster_factory(volumes=2)
+    jobs_dir = tmp_path / "jobs"
+    (jobs_dir / "t").mkdir(parents=True)
+    (jobs_dir / "t" / "noop.py").write_text("def run(params, ctx):\n    return params\n")
+    settings = {"PULZAR_JOBS_DIR": str(jobs_dir)}
+    source = cluster_factory(volumes=2, settings=settings)
+    launched = source.http.post(source.url("launch_job", "/t/noop"), json={"a": 1}).json()
+    schedule = source.http.post(
+        source.url("launch_job", "/t/noop"),
+        json={"scheduled": {"interval": "hours", "time_unit": 6}},
+    ).json()
     values = {f"/b/{i}": os.urandom(random.randint(0, 150_000)) for i in range(25)}
     for key, value in values.items():
         assert source.put(key, value, "?temporal=5" if key.endswith("3") else "").status_code == 201
@@ -237,9 +246,14 @@ def test_backup_then_restore_into_a_new_cluster_gives_identical_values(
         check=False,
     )
     assert done.returncode == 0, done.stderr
-    target = cluster_factory(volumes=2)
+    target = cluster_factory(volumes=2, settings=settings)
     done = _restore_cli(target, "--from", str(dest))
     assert done.returncode == 0, done.stderr
+    run_id, schedule_id = launched["data"]["job_id"], schedule["data"]["job_id"]
+    restored_run = target.http.get(target.url("admin/jobs", f"/{run_id}")).json()["data"]
+    assert restored_run["job_name"] == "t/noop" and restored_run["params"] == {"a": 1}
+    schedules = target.http.get(target.url("admin/scheduled_jobs")).json()["data"]
+    assert [s["job_id"] for s in schedules] == [schedule_id]
     for key, value in values.items():
         got = target.get(key).content
         assert hashlib.sha256(got).hexdigest() == hashlib.sha256(value).hexdigest()
