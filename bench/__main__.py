@@ -1,37 +1,57 @@
-"""`python -m bench kv [--quick]`: run the workloads, print a table, save JSON."""
+"""`python -m bench all|kv|scale|jobs [--quick]`: run, print a table, save JSON in bench/results/.
+
+Bounds: the default run takes under 10 minutes, `--quick` under 2.
+"""
 
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
 import time
-from pathlib import Path
+from typing import Any
 
 from rich.console import Console
-from rich.table import Table
 
-from bench import kv
-from bench.cluster import local_cluster
+from bench import jobs, kv, report, scale
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(prog="python -m bench")
-    parser.add_argument("suite", choices=["kv"], nargs="?", default="kv")
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("suite", choices=["all", "kv", "scale", "jobs"], nargs="?", default="all")
     parser.add_argument("--quick", action="store_true", help="short runs (under 2 minutes)")
     args = parser.parse_args()
-    with local_cluster(volumes=2) as url:
-        rows = kv.run(url, args.quick)
-    table = Table(title=f"Pulzar {args.suite} ({os.cpu_count()} cores, {platform.python_version()})")
-    table.add_column("workload")
-    table.add_column("Pulzar", justify="right")
-    table.add_column("unit")
-    for row in rows:
-        table.add_row(row["workload"], f"{row['value']:.2f}", row["unit"])
-    Console().print(table)
-    out = Path(__file__).parent / "results" / f"{args.suite}-{time.strftime('%Y%m%d-%H%M%S')}.json"
-    out.write_text(json.dumps({"suite": args.suite, "quick": args.quick, "rows": rows}, indent=2))
+    # Wide enough for the table when the output goes to a file or a pipe.
+    console = Console(width=max(Console().width, 180))
+    started = time.monotonic()
+    rows: list[report.Row] = []
+    extra: dict[str, Any] = {}
+    if args.suite in ("all", "kv"):
+        kv_rows, kv_extra = kv.run(args.quick, console)
+        rows += kv_rows
+        extra["kv"] = kv_extra
+    if args.suite in ("all", "scale"):
+        scale_rows, scale_extra = scale.run(args.quick, console)
+        rows += scale_rows
+        extra["scale"] = scale_extra
+    if args.suite in ("all", "jobs"):
+        if not jobs.available():
+            console.print(f"jobs: skipped, missing {jobs.missing()}")
+            extra["jobs"] = f"skipped: missing {jobs.missing()}"
+        else:
+            job_rows, extra["jobs"] = jobs.run(args.quick, console)
+            rows += job_rows
+    elapsed = time.monotonic() - started
+    extra["elapsed_s"] = round(elapsed, 1)
+    if not rows:
+        return
+    machine = report.machine()
+    title = (
+        f"Pulzar {args.suite}{' --quick' if args.quick else ''}: {machine['cores']} cores "
+        f"{machine['cpu']}, Python {machine['python']}, aiohttp {machine['aiohttp']}, "
+        f"uvloop {machine['uvloop']}, {machine['nginx']}"
+    )
+    report.print_table(title, rows, console)
+    out = report.save(args.suite, args.quick, rows, extra)
+    console.print(f"took {elapsed:.0f} s; saved {out}")
 
 
 if __name__ == "__main__":

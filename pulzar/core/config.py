@@ -60,6 +60,8 @@ class VolumeConfig:
     #: File values up to this size are checked against their checksum on every read (larger
     #: ones by the background scrub); a corrupt copy is never served.
     verify_max: int = 16 * 1024 * 1024
+    #: Memory for recently read small values (up to 64 KiB each), in MiB (0: no cache).
+    cache_mb: int = 16
 
 
 @dataclass
@@ -346,7 +348,7 @@ def _check(config: Config) -> None:
         raise ConfigError("config error: [backup] active needs [backup] dest")
     if config.backup.interval <= 0 or config.backup.keep < 1:
         raise ConfigError("config error: [backup] interval and keep must be positive")
-    if config.volume.inline_max < 0 or config.volume.max_bytes < 0:
+    if config.volume.inline_max < 0 or config.volume.max_bytes < 0 or config.volume.cache_mb < 0:
         raise ConfigError("config error: [volume] sizes must not be negative")
     if config.extensions.timeout <= 0:
         raise ConfigError("config error: [extensions] timeout must be greater than 0")

@@ -19,8 +19,12 @@ from typing import Any
 
 from pulzar.core.errors import BadRequest, NotFound
 
-_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+# `\Z`, not `$`: `$` also matches before a trailing newline ("a/b\n" is no job name).
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*\Z")
 _FIELDS = ("description", "arguments", "category", "author")
+#: What `ast.parse` raises on a source it cannot take: deep nesting (`-` * 10**5 + `1`) is a
+#: RecursionError or a MemoryError, not a SyntaxError.
+_UNPARSABLE = (SyntaxError, ValueError, RecursionError, MemoryError)
 
 
 def check_name(name: str) -> str:
@@ -57,8 +61,8 @@ def parse_doc(text: str | None) -> dict[str, str]:
 def _docs(source: str, name: str) -> dict[str, str]:
     try:
         tree = ast.parse(source)
-    except SyntaxError as exc:
-        return {**dict.fromkeys(_FIELDS, ""), "error": f"syntax error: {exc}"}
+    except _UNPARSABLE as exc:
+        return {**dict.fromkeys(_FIELDS, ""), "error": f"syntax error: {exc or type(exc).__name__}"}
     texts = [ast.get_docstring(tree)]
     class_name = name.split("/")[1].capitalize()
     for node in tree.body:
@@ -134,8 +138,8 @@ class Catalog:
             name = check_name(relative[:-3])
             try:
                 ast.parse(source)
-            except SyntaxError as exc:
-                raise BadRequest(f"{relative}: syntax error: {exc}") from None
+            except _UNPARSABLE as exc:
+                raise BadRequest(f"{relative}: syntax error: {exc or type(exc).__name__}") from None
             target = self.path(name)
             target.parent.mkdir(parents=True, exist_ok=True)
             tmp = target.with_suffix(".py.tmp")

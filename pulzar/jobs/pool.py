@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import logging
 import multiprocessing
+import os
 import time
 from collections import deque
 from collections.abc import Callable
@@ -75,6 +76,10 @@ class WorkerPool:
         assert self._loop is not None
         self._workers.append(w)
         self._loop.add_reader(w.conn.fileno(), self._readable, w)
+        # uvloop makes a watched descriptor non-blocking, but messages are read and written
+        # whole: one larger than the pipe's buffer (a long log, a big result or parameters)
+        # comes in pieces, and a non-blocking read or write of it fails half way.
+        os.set_blocking(w.conn.fileno(), True)
         self._pump()
 
     def _detach(self, w: _Worker) -> None:

@@ -16,6 +16,7 @@ from aiohttp import web
 from pulzar.core.errors import BadRequest, NotFound
 from pulzar.http.internal import check_signed
 from pulzar.http.responses import envelope, query_int
+from pulzar.jobs import channel as job_channel
 from pulzar.jobs.catalog import Catalog
 from pulzar.jobs.model import JobState
 from pulzar.jobs.service import JobService
@@ -26,6 +27,10 @@ from pulzar.master.service import MasterService
 log = logging.getLogger(__name__)
 
 JOBS = web.AppKey("jobs", JobService)
+#: Volume URL -> its job channel (a WebSocket it opened; see pulzar.jobs.channel).
+CHANNELS = web.AppKey("job_channels", dict)
+#: Seconds a volume has to take a batch of runs over its channel.
+SEND_TIMEOUT = 10.0
 routes = web.RouteTableDef()
 
 
@@ -43,10 +48,17 @@ async def _body(request: web.Request) -> Any:
         raise BadRequest(f"body is not JSON: {exc}") from None
 
 
+#: Job and schedule ids are unsigned 64-bit (pulzar.jobs.store): a larger number names none.
+MAX_ID = 2**64 - 1
+
+
 def _id(request: web.Request) -> int:
     raw = request.match_info["id"]
-    if not raw.isdigit():
+    # ASCII digits only: `str.isdigit` also takes '²', which `int` refuses.
+    if not (raw.isascii() and raw.isdigit()):
         raise BadRequest(f"job id must be a number, got {raw!r}")
+    if int(raw) > MAX_ID:
+        raise NotFound(f"no job or schedule with id {raw}")
     return int(raw)
 
 
@@ -83,7 +95,7 @@ async def all_jobs(request: web.Request) -> web.Response:
     """Every job record, newest first, a page at a time (`limit`, `after` = last id seen)."""
     svc = _jobs(request)
     limit = query_int(request, "limit", 1000, minimum=1, maximum=10000)
-    after = query_int(request, "after", None, minimum=1)
+    after = query_int(request, "after", None, minimum=1, maximum=MAX_ID)
     assert limit is not None
     names, page = svc.node_names(), []
     for record in svc.store.jobs(newest_first=True, after=after):
@@ -114,7 +126,7 @@ async def scheduled_runs(request: web.Request) -> web.Response:
             if j.schedule_id is not None and j.state is state
         ]
         return envelope(runs)
-    if not which.isdigit():
+    if not (which.isascii() and which.isdigit()):
         raise BadRequest("use /admin/scheduled_jobs/ok, /failed or /{schedule id}")
     schedule = svc.schedules.get(int(which))
     if schedule is None:
@@ -144,22 +156,61 @@ async def deploy(request: web.Request) -> web.Response:
 @routes.post("/internal/jobs/events")
 async def events(request: web.Request) -> web.Response:
     check_signed(request, request.app[SERVICE].secret)
-    body = await _body(request)
+    # Read past the public 1 MiB body limit: a batch carries logs and results (signed, internal).
     try:
+        body = orjson.loads(await request.content.read())
         node, batch = str(body["node"]), list(body["events"])
-    except (KeyError, TypeError):
+    except (orjson.JSONDecodeError, KeyError, TypeError):
         raise BadRequest("events need 'node' and 'events'") from None
     await _jobs(request).on_events(node, batch, time.time())
     return envelope(None, "ok")
+
+
+@routes.get(job_channel.PATH)
+async def channel(request: web.Request) -> web.WebSocketResponse:
+    """A volume's job channel: runs go down it, events come up; the first message says which
+    volume it is (`{"node", "url"}`)."""
+    check_signed(request, request.app[SERVICE].secret)
+    ws = web.WebSocketResponse(max_msg_size=0)  # batches of events carry logs and results
+    await ws.prepare(request)
+    try:
+        who = orjson.loads((await ws.receive(timeout=10)).data)
+        node, url = str(who["node"]), str(who["url"])
+    except (orjson.JSONDecodeError, KeyError, TypeError, TimeoutError):
+        await ws.close(message=b"the first message must be {node, url}")
+        return ws
+    svc = _jobs(request)
+
+    async def handle(data: dict[str, Any]) -> Any:
+        if data.get("kind") != "events":
+            raise BadRequest(f"unknown request {data.get('kind')!r}")
+        await svc.on_events(node, list(data["events"]), time.time())
+        return None
+
+    link = job_channel.Channel(ws, handle)
+    channels = request.app[CHANNELS]
+    channels[url] = link
+    try:
+        await link.serve()
+    finally:
+        if channels.get(url) is link:
+            del channels[url]
+    return ws
 
 
 def setup_jobs(app: web.Application, master: MasterService) -> JobService:
     """Create the job service over the master's store and run its loops with the app."""
     config = master.config
     calls = master.volumes
+    channels: dict[str, job_channel.Channel] = {}
+    app[CHANNELS] = channels
 
     async def send(url: str, specs: list[dict[str, Any]]) -> list[str]:
-        answer = await calls.post_json(url, "/internal/jobs", {"jobs": specs})
+        link = channels.get(url)
+        if link is not None and not link.closed:
+            answer = await link.request("jobs", {"jobs": specs}, SEND_TIMEOUT)
+        else:
+            answer = await calls.post_json(url, "/internal/jobs", {"jobs": specs})
         return list(answer.get("need_code", []))
 
     async def cancel_remote(url: str, job_id: int) -> bool:
@@ -224,5 +275,12 @@ def setup_jobs(app: web.Application, master: MasterService) -> JobService:
         for task in tasks:
             task.cancel()
 
+    async def close_channels(app: web.Application) -> None:
+        # Like the heartbeats: an open channel would hold the shutdown for its whole timeout.
+        for link in list(channels.values()):
+            with contextlib.suppress(Exception):
+                await link.close()
+
+    app.on_shutdown.append(close_channels)
     app.cleanup_ctx.append(lifecycle)
     return service

@@ -198,6 +198,21 @@ def test_jobs_of_a_killed_volume_run_again_elsewhere_and_end_ready(
             assert record["attempts"] == 2 and record["node"] != victim.name
 
 
+def test_results_and_logs_larger_than_a_request_body_come_back_whole(
+    cluster_factory: Any, jobs_dir: Path
+) -> None:
+    (jobs_dir / "t" / "big.py").write_text(
+        "def run(params, ctx):\n"
+        "    print('y' * params['size'])\n"
+        "    return 'x' * params['size']\n"
+    )
+    cluster = start(cluster_factory, jobs_dir, volumes=1)
+    size = 1536 * 1024  # over the 1 MiB limit of a request body
+    ids = [launch(cluster, {"size": size}, name="t/big") for _ in range(3)]
+    for record in wait_jobs(cluster, ids):
+        assert record["status"] == "ready" and len(record["result"]) == size
+
+
 def test_bad_launches_are_refused_with_clear_errors(cluster_factory: Any, jobs_dir: Path) -> None:
     cluster = start(cluster_factory, jobs_dir, volumes=1)
     cases = [

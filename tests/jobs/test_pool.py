@@ -118,3 +118,25 @@ async def test_cancel_kills_only_that_run_and_the_pool_keeps_working(pool):
     pool.submit(3, x=3)
     assert (await pool.done(3))[0]["state"] == "ready"
     assert not pool.pool.cancel(99)
+
+
+def test_messages_larger_than_the_pipe_buffer_pass_both_ways_under_uvloop():
+    # The servers run on uvloop, which makes the pipes it watches non-blocking: a spec, log or
+    # result larger than a pipe's buffer comes in pieces.
+    uvloop = pytest.importorskip("uvloop")
+
+    async def scenario():
+        harness = Harness(2)
+        await harness.pool.start()
+        try:
+            big = "p" * 300_000
+            for job_id in range(4):
+                harness.submit(job_id, x=big)
+            events = await harness.done(0, 1, 2, 3)
+        finally:
+            await harness.pool.close()
+        return events
+
+    for event in uvloop.run(scenario()):
+        assert event["state"] == "ready", event["error"]
+        assert event["result"]["x"] == "p" * 300_000 and len(event["log"]) > 60_000

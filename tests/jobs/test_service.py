@@ -47,7 +47,8 @@ def env(tmp_path):
     nodes.heartbeat(beat("a"), NOW)
     nodes.heartbeat(beat("b", load=1.0), NOW)
     volumes = Volumes()
-    config = load_config(env={"PULZAR_JOBS_DATA_WAIT": "2", "PULZAR_JOBS_RETRY_BACKOFF": "1"})
+    config = load_config(env={"PULZAR_JOBS_DATA_WAIT": "2", "PULZAR_JOBS_RETRY_BACKOFF": "1",
+                              "PULZAR_JOBS_PREFETCH": "0"})
 
     def make():
         return JobService(config, JobStore(index.env, index.writer), Catalog(tmp_path / "jobs"),
@@ -102,6 +103,25 @@ async def test_jobs_wait_when_every_slot_is_taken_and_go_when_one_frees(env):
     await svc.on_events("a", [event(volumes.sent["http://a"][0]["id"])], NOW)
     assert await svc.dispatch(NOW) == 1
     assert ids[-1] in {s["id"] for specs in volumes.sent.values() for s in specs}
+
+
+async def test_prefetch_queues_short_runs_on_a_volume_but_not_long_ones(env):
+    make, _, nodes, volumes = env
+    nodes.heartbeat(beat("c", workers=0), NOW)  # a volume without workers takes none
+    svc = make()
+    svc.config.jobs.prefetch, svc.config.jobs.prefetch_seconds = 3, 0.05
+    for _ in range(12):
+        await svc.launch("g/work", {}, NOW)
+    # No run has ended yet: one run per worker.
+    assert await svc.dispatch(NOW) == 4
+    # Runs of 1 ms on a: 2 workers + 3 queued (the cap); runs of 1 s on b: no queue.
+    done_a, done_b = volumes.sent["http://a"][0]["id"], volumes.sent["http://b"][0]["id"]
+    await svc.on_events("a", [{**event(done_a), "started": NOW, "finished": NOW + 0.001}], NOW)
+    await svc.on_events("b", [event(done_b)], NOW)
+    assert await svc.dispatch(NOW) == 4 + 1
+    assert {url: len(specs) for url, specs in volumes.sent.items()} == {
+        "http://a": 1 + 5, "http://b": 2 + 1}
+    assert all(j.state is JobState.PENDING for j in svc.active.values())
 
 
 async def test_a_data_job_goes_to_a_node_holding_its_key(env):
@@ -192,6 +212,20 @@ async def test_schedules_fire_once_per_due_time_across_a_restart_and_cancel_stop
     again = make()
     again.load(NOW + 100)
     assert await again.fire_due(NOW + 200) == []
+
+
+async def test_many_schedules_due_together_fire_once_each_and_survive_a_restart(env):
+    make, _, _, _ = env
+    svc = make()
+    body = {"scheduled": {"interval": "seconds", "time_unit": 1}}
+    sids = {await svc.launch("g/work", body, NOW) for _ in range(50)}
+    fired = await svc.fire_due(NOW + 1)
+    assert {j.schedule_id for j in fired} == sids and len(fired) == 50
+    assert all(svc.store.get_job(j.id).due == NOW + 1 for j in fired)
+    restarted = make()
+    restarted.load(NOW + 1.5)
+    assert await restarted.fire_due(NOW + 1.5) == []
+    assert len(await restarted.fire_due(NOW + 2)) == 50
 
 
 async def test_old_finished_records_are_purged_by_the_retention_policy(env):
