@@ -54,7 +54,7 @@ def condition_from(request: web.Request) -> str:
     if value.startswith("W/"):
         value = value[2:]
     value = value.strip('"')
-    if value.isdigit():
+    if value.isascii() and value.isdigit():
         return f"version:{int(value)}"
     if len(value) == 64 and all(c in "0123456789abcdef" for c in value.lower()):
         return f"etag:{value.lower()}"

@@ -60,6 +60,9 @@ def setup(app: web.Application, process: str, gauges: Gauges) -> None:
     bytes_out = Counter("pulzar_bytes_sent", "Response body bytes", ["process"], registry=registry)
     registry.register(_Scrape(gauges))
     app[REGISTRY] = registry
+    # `labels()` takes a lock and builds its key on every call: look each series up once.
+    received, sent = bytes_in.labels(process), bytes_out.labels(process)
+    series: dict[tuple[str, str, int], tuple[Any, Any]] = {}
 
     @web.middleware
     async def measure(request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -67,12 +70,18 @@ def setup(app: web.Application, process: str, gauges: Gauges) -> None:
         response = await handler(request)
         info = request.match_info.route.resource
         route = info.canonical if info is not None else "unmatched"
-        requests.labels(process, request.method, route, str(response.status)).inc()
-        latency.labels(process, request.method, route).observe(time.perf_counter() - started)
+        found = series.get((request.method, route, response.status))
+        if found is None:
+            found = series[(request.method, route, response.status)] = (
+                requests.labels(process, request.method, route, str(response.status)),
+                latency.labels(process, request.method, route),
+            )
+        found[0].inc()
+        found[1].observe(time.perf_counter() - started)
         if request.content_length:
-            bytes_in.labels(process).inc(request.content_length)
+            received.inc(request.content_length)
         if response.content_length:
-            bytes_out.labels(process).inc(response.content_length)
+            sent.inc(response.content_length)
         return response
 
     app.middlewares.insert(0, measure)

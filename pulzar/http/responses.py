@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
 import secrets
 from collections.abc import Awaitable, Callable
@@ -16,6 +17,9 @@ log = logging.getLogger("pulzar.http")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 REQUEST_ID = "X-Request-Id"
+# New request ids: a random prefix per process and a counter (no system call per request).
+_RID_PREFIX = secrets.token_hex(3)
+_rid_counter = itertools.count(secrets.randbelow(1 << 24))
 
 
 def envelope(
@@ -39,7 +43,8 @@ def error_response(status: int, msg: str) -> web.Response:
 
 def request_id(request: web.Request) -> str:
     """The id this request is logged under: from the 307 (`rid=`), a header, or new."""
-    return request.query.get("rid") or request.headers.get(REQUEST_ID) or secrets.token_hex(6)
+    given = request.query.get("rid") or request.headers.get(REQUEST_ID)
+    return given or f"{_RID_PREFIX}{next(_rid_counter) & 0xFFFFFF:06x}"
 
 
 @web.middleware

@@ -24,6 +24,12 @@ RESTORE = web.AppKey("restore", RestoreProgress)
 RESTORE_TASKS = web.AppKey("restore_tasks", set)
 
 routes = web.RouteTableDef()
+#: A restored version moves the master's version counter past it, and versions are unsigned
+#: 64-bit on disk: a restore must leave room for the versions after it (2**53 - 1 is also
+#: the largest that every JSON reader holds exactly). Times are epoch seconds, stored in
+#: milliseconds as unsigned 64-bit: up to the end of the year 9999.
+MAX_VERSION = 2**53 - 1
+MAX_TIME = 253402300799.0
 
 
 def start_restore(app: web.Application, service: MasterService, urls: list[str]) -> None:
@@ -67,11 +73,16 @@ async def restore(request: web.Request) -> web.Response:
     volume). Refused on a non-empty index unless `"force": true`."""
     service = request.app[SERVICE]
     body = await _json_object(request)
-    urls = body.get("volumes") or [n.url for n in service.nodes.all()]
+    urls = body.get("volumes")
+    if urls is None or urls == []:
+        urls = [n.url for n in service.nodes.all()]
     if not isinstance(urls, list) or not all(isinstance(u, str) for u in urls):
         raise BadRequest("'volumes' must be a list of volume URLs")
     if not urls:
         raise BadRequest("no volume to restore from: give 'volumes' or start the volumes first")
+    # A boolean only: "force": "false" must not merge into a non-empty index.
+    if not isinstance(body.get("force", False), bool):
+        raise BadRequest("'force' must be true or false")
     if not service.index.is_empty() and not body.get("force"):
         raise Conflict("the index is not empty: pass force to merge into it")
     start_restore(request.app, service, urls)
@@ -100,8 +111,12 @@ async def restore_node(request: web.Request) -> web.Response:
         )
     except (KeyError, ValueError):
         raise BadRequest("restore_node needs version, created and modified (numbers)") from None
-    if meta.version < 1:
-        raise BadRequest("version must be positive")
+    if not 1 <= meta.version <= MAX_VERSION:
+        raise BadRequest(f"version must be between 1 and {MAX_VERSION}")
+    if meta.size < 0 or not all(
+        0 <= t <= MAX_TIME for t in (meta.created, meta.modified, meta.expires or 0.0)
+    ):
+        raise BadRequest(f"size must not be negative, and times between 0 and {MAX_TIME:.0f}")
     plan = await request.app[SERVICE].plan_write(
         meta.key,
         size=meta.size,

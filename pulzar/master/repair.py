@@ -31,6 +31,9 @@ from pulzar.storage.records import KeyRecord
 log = logging.getLogger(__name__)
 
 _BATCH = 1000
+# A pass sleeps this many times as long as each batch took: over a large index it takes at
+# most a quarter of the master's event loop, and heartbeats and reads go on between batches.
+_PAUSE = 3.0
 
 
 @dataclass
@@ -114,6 +117,7 @@ class Repairer:
         under = unavailable = 0
         after: str | None = None
         while True:
+            started = time.perf_counter()
             records, after = self.service.index.scan("/", after, _BATCH, now)
             jobs: list[Coroutine[Any, Any, None]] = []
             for record in records:
@@ -128,6 +132,7 @@ class Repairer:
             await asyncio.gather(*jobs)
             if after is None:
                 break
+            await asyncio.sleep(_PAUSE * (time.perf_counter() - started))
         self.progress.under_replicated = under
         self.progress.unavailable = unavailable
 
@@ -187,7 +192,9 @@ class Repairer:
     # -- rebalancing ----------------------------------------------------------------------
 
     async def _rebalance(self, now: float, limit: int = 200) -> None:
-        """Move keys from the fullest live volume to one holding far fewer than average."""
+        """Move keys from the fullest live volume to one holding far fewer than average, as
+        far as its free space goes (a volume with few keys may be full: each move would then
+        fail with 507, for every key of the index, on every pass)."""
         live = self.service.nodes.writable()
         if len(live) < 2:
             return
@@ -197,6 +204,7 @@ class Repairer:
         if average < 8 or emptiest.beat.keys >= 0.8 * average:
             return
         budget = min(limit, int(average - emptiest.beat.keys))
+        room = emptiest.beat.free_bytes
         after: str | None = None
         while budget > 0:
             records, after = self.service.index.scan("/", after, _BATCH, now)
@@ -204,8 +212,10 @@ class Repairer:
                 if budget <= 0:
                     break
                 movable = fullest.id in record.nodes and emptiest.id not in record.nodes
-                if movable and await self._move(record, fullest, emptiest):
+                fits = record.meta.size < room
+                if movable and fits and await self._move(record, fullest, emptiest):
                     budget -= 1
+                    room -= record.meta.size
             if after is None:
                 break
 

@@ -37,8 +37,16 @@ _Item = tuple[Callable[[lmdb.Transaction], Any], asyncio.AbstractEventLoop | Non
 
 
 class GroupCommitter:
-    def __init__(self, env: lmdb.Environment, name: str) -> None:
+    def __init__(
+        self,
+        env: lmdb.Environment,
+        name: str,
+        after_batch: Callable[[], None] | None = None,
+    ) -> None:
+        """`after_batch` runs in the writer thread after each batch (committed or failed),
+        before any caller of that batch resumes."""
         self._env = env
+        self._after_batch = after_batch
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name=f"{name}-writer", daemon=True)
         self._closed = False
@@ -118,6 +126,11 @@ class GroupCommitter:
             log.error("write batch of %d failed: %s", len(batch), exc)
             error = storage_error(exc)
             outcomes = [(False, error)] * len(batch)
+        if self._after_batch is not None:
+            try:
+                self._after_batch()
+            except Exception:
+                log.exception("after-batch hook failed")
         self._deliver(batch, outcomes)
 
     @staticmethod

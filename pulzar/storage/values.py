@@ -32,6 +32,7 @@ import lmdb
 
 from pulzar.core.errors import InsufficientStorage
 from pulzar.storage.groupcommit import GroupCommitter
+from pulzar.storage.hotcache import HotValues
 from pulzar.storage.keycodec import KeyCodec, stored_key
 from pulzar.storage.lmdbenv import check_format, open_env, storage_error
 from pulzar.storage.records import ValueMeta, pack_meta, unpack_meta
@@ -40,6 +41,8 @@ FORMAT = 1
 _INLINE = 1
 _BE64 = struct.Struct(">Q")
 _USED = b"used_bytes"
+# Values larger than this are not kept in the read cache.
+_HOT_MAX_VALUE = 64 * 1024
 
 
 def _object_key(key: str, version: int) -> bytes:
@@ -97,7 +100,7 @@ class BlobWriter:
         self.size = 0
         self._hash = hashlib.sha256()
 
-    def write(self, chunk: bytes) -> None:
+    def write(self, chunk: bytes | bytearray) -> None:
         assert self._fd is not None
         view = memoryview(chunk)
         while view:
@@ -125,7 +128,10 @@ class BlobWriter:
 
 
 class ValueStore:
-    def __init__(self, root: Path, *, map_size_gb: int, max_bytes: int = 0) -> None:
+    def __init__(
+        self, root: Path, *, map_size_gb: int, max_bytes: int = 0, cache_bytes: int = 0
+    ) -> None:
+        """`cache_bytes`: memory for recently read small values (`HotValues`; 0: none)."""
         self.root = root
         self.blobs = root / "blobs"
         self.tmp = root / "tmp"
@@ -147,7 +153,10 @@ class ValueStore:
         with self.env.begin(db=self._meta) as txn:
             raw = txn.get(_USED)
         self.used_bytes = int(raw) if raw else 0
-        self._writer = GroupCommitter(self.env, "values")
+        self._hot: HotValues[StoredValue] = HotValues(cache_bytes, _HOT_MAX_VALUE)
+        #: Versions dropped or rewritten by the write batch in progress (writer thread only).
+        self._changed: list[tuple[str, int]] = []
+        self._writer = GroupCommitter(self.env, "values", after_batch=self._after_batch)
 
     def close(self) -> None:
         self._writer.close()
@@ -192,10 +201,20 @@ class ValueStore:
 
     def get(self, key: str, version: int | None = None) -> StoredValue | None:
         """The given version of `key`, or the newest committed one; None when absent."""
+        if version is not None:
+            hot = self._hot.get(key, version)
+            if hot is not None:
+                return hot
+            generation = self._hot.generation
         with self.env.begin(db=self._objects, buffers=True) as txn:
             if version is not None:
                 raw = txn.get(_object_key(key, version))
-                return None if raw is None else self._decode(key, version, raw)
+                if raw is None:
+                    return None
+                stored = self._decode(key, version, raw)
+                if stored.data is not None:
+                    self._hot.keep(key, version, stored, len(stored.data), generation)
+                return stored
             prefix = stored_key(key) + b"\x00"
             cursor = txn.cursor()
             if not cursor.set_range(prefix + b"\xff" * 8):
@@ -281,6 +300,7 @@ class ValueStore:
         stored = self._decode(key, version, raw)
         txn.delete(okey, db=self._objects)
         txn.delete(okey, db=self._pending)
+        self._changed.append((key, version))
         self._adjust_used(txn, -stored.meta.size)
         if stored.path is not None:
             # The version is gone from the master's view already; if we crash before this
@@ -326,12 +346,20 @@ class ValueStore:
             old = txn.get(okey, db=self._objects)
             if old is not None:
                 self._adjust_used(txn, -self._decode(meta.key, meta.version, old).meta.size)
+                self._changed.append((meta.key, meta.version))
             txn.put(okey, record, db=self._objects)
             txn.put(okey, stamp, db=self._pending)
             self._codec.remember(txn, meta.key, okey[:-9])
             self._adjust_used(txn, meta.size)
 
         await self._writer.write(op)
+
+    def _after_batch(self) -> None:
+        """Runs in the writer thread after each batch: forget the cached copies of versions
+        the batch dropped or rewrote (before anyone waiting for the batch resumes)."""
+        if self._changed:
+            changed, self._changed = self._changed, []
+            self._hot.forget(changed)
 
     def _finalize_op(self, key: str, version: int) -> Callable[[lmdb.Transaction], None]:
         def op(txn: lmdb.Transaction) -> None:

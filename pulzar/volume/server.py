@@ -51,7 +51,10 @@ def create_app(config: Config) -> web.Application:
         )
     data_dir = data_path(config.volume.dir)
     store = ValueStore(
-        data_dir, map_size_gb=config.storage.map_size_gb, max_bytes=config.volume.max_bytes
+        data_dir,
+        map_size_gb=config.storage.map_size_gb,
+        max_bytes=config.volume.max_bytes,
+        cache_bytes=config.volume.cache_mb * 1024 * 1024,
     )
     service = VolumeService(config, store, secret, node_id(data_dir))
     policy = AccessPolicy(

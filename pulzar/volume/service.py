@@ -48,6 +48,7 @@ from pulzar.storage.lmdbenv import storage_error
 from pulzar.storage.records import ValueMeta
 from pulzar.storage.values import BlobWriter, StoredValue, ValueStore
 from pulzar.volume.batching import Coalescer
+from pulzar.volume.feed import UploadFeed
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +68,9 @@ async def _within(seconds: float, read: Coroutine[Any, Any, bytes]) -> bytes:
     """A body read that gives up when the client sends nothing for `seconds` (a slow or
     stalled client must not hold an upload slot forever)."""
     try:
-        return await asyncio.wait_for(read, seconds)
+        # (`asyncio.timeout`, not `wait_for`: no task per read, and a large body has thousands)
+        async with asyncio.timeout(seconds):
+            return await read
     except TimeoutError:
         raise RequestTimeout(f"no body bytes for {seconds:g}s; upload abandoned") from None
 
@@ -84,6 +87,10 @@ def dump_entry(meta: ValueMeta) -> dict[str, Any]:
         "modified": meta.modified,
         "expires": meta.expires,
     }
+
+
+def _values_path(ticket: WriteTicket) -> str:
+    return f"/internal/values{quote(ticket.key)}?v={ticket.version}"
 
 
 def _peer_path(action: str, meta: ValueMeta) -> str:
@@ -164,13 +171,20 @@ class VolumeService:
             self._uploads -= 1
 
     async def _take(
-        self, ticket: WriteTicket, upload: Upload, *, modified: float, expires: float | None
+        self,
+        ticket: WriteTicket,
+        upload: Upload,
+        *,
+        modified: float,
+        expires: float | None,
+        feed: UploadFeed | None = None,
     ) -> tuple[ValueMeta, bytes | None, BlobWriter | None]:
-        """Step 1: the body (in memory, or in a finished temp file) and its metadata."""
+        """Step 1: the body (in memory, or in a finished temp file) and its metadata; `feed`
+        follows the temp file as it is written."""
         if upload.length is not None:
             self._check_size(upload.length)
             self.store.ensure_room(upload.length)
-        data, blob = await self._read_body(upload)
+        data, blob = await self._read_body(upload, feed)
         try:
             size = len(data) if data is not None else blob.size  # type: ignore[union-attr]
             checksum = hashlib.sha256(data).digest() if data is not None else blob.checksum  # type: ignore[union-attr]
@@ -198,7 +212,9 @@ class VolumeService:
         if size > self.max_value:
             raise PayloadTooLarge(f"value is over the limit of {self.config.general.maxsize} MiB")
 
-    async def _read_body(self, upload: Upload) -> tuple[bytes | None, BlobWriter | None]:
+    async def _read_body(
+        self, upload: Upload, feed: UploadFeed | None = None
+    ) -> tuple[bytes | None, BlobWriter | None]:
         """Small bodies stay in memory; larger ones go to a temp file with bounded memory."""
         inline_max = self.config.volume.inline_max
         stall = self.config.server.body_timeout
@@ -206,6 +222,8 @@ class VolumeService:
             return await _within(stall, upload.stream.read()), None
         buffer = bytearray()
         blob: BlobWriter | None = None
+        # The batch being written (and hashed) in a thread while the next one is read.
+        writing: asyncio.Future[None] | None = None
         total = written = 0
         try:
             while chunk := await _within(stall, upload.stream.readany()):
@@ -214,25 +232,39 @@ class VolumeService:
                 buffer += chunk
                 if blob is None and len(buffer) > inline_max:
                     blob = self.store.new_blob()
+                    if feed is not None:
+                        feed.start(blob.path)
                 if blob is not None and len(buffer) >= _WRITE_BATCH:
+                    if writing is not None:
+                        await writing
+                        if feed is not None:
+                            feed.advance(written)
                     self.store.ensure_room(total, written=written)
-                    await asyncio.to_thread(blob.write, bytes(buffer))
+                    writing = asyncio.ensure_future(asyncio.to_thread(blob.write, buffer))
                     written += len(buffer)
-                    buffer.clear()
+                    buffer = bytearray()
+            if writing is not None:
+                await writing
             # A body of unknown length is checked as it comes, and in full at its end.
             self.store.ensure_room(total, written=written)
             if blob is None:
                 return bytes(buffer), None
             if buffer:
-                await asyncio.to_thread(blob.write, bytes(buffer))
+                await asyncio.to_thread(blob.write, buffer)
+            if feed is not None:
+                feed.advance(total)
+                feed.finish()
             return None, blob
-        except OSError as exc:
+        except BaseException as exc:
+            if feed is not None:
+                feed.fail()
             if blob is not None:
+                if writing is not None:
+                    # The thread may still be writing to the file: let it end before closing.
+                    await asyncio.wait([writing])
                 blob.abort()
-            raise storage_error(exc) from exc
-        except BaseException:
-            if blob is not None:
-                blob.abort()
+            if isinstance(exc, OSError):
+                raise storage_error(exc) from exc
             raise
 
     # -- the write path -------------------------------------------------------------------
@@ -246,14 +278,32 @@ class VolumeService:
         try:
             expires = ticket.expires or (None if ttl is None else now + ttl)
             with self._upload_slot():
-                meta, data, blob = await self._take(ticket, upload, modified=now, expires=expires)
-                if data is None:
-                    await self.store.put(meta, None, blob, now=now)
+                feed, streams = self._copy_while_receiving(ticket, upload, now, expires)
                 try:
-                    held = await self._store_and_copy(ticket, meta, data, now)
-                except BaseException:
-                    await self._drop_everywhere(ticket, meta)
-                    raise
+                    try:
+                        meta, data, blob = await self._take(
+                            ticket, upload, modified=now, expires=expires, feed=feed
+                        )
+                        if data is None:
+                            await self.store.put(meta, None, blob, now=now)
+                    except BaseException:
+                        if streams:
+                            # A replica may have stored the whole body already.
+                            self._tell_peers(ticket, "DELETE", _values_path(ticket))
+                        raise
+                    try:
+                        held = await self._store_and_copy(ticket, meta, data, now, streams)
+                    except BaseException:
+                        await self._drop_everywhere(ticket, meta)
+                        raise
+                finally:
+                    if feed is not None:
+                        # The streamed copies read the feed's file: end them before closing it.
+                        feed.fail()
+                        for stream in streams:
+                            stream.cancel()
+                        await asyncio.wait(streams)
+                        feed.close()
             try:
                 applied = await self._commit(meta, held, ticket.copies, ticket.condition)
             except Unavailable:
@@ -272,15 +322,60 @@ class VolumeService:
             await self._drop_everywhere(ticket, meta)
         return applied
 
+    def _copy_while_receiving(
+        self, ticket: WriteTicket, upload: Upload, now: float, expires: float | None
+    ) -> tuple[UploadFeed | None, list[asyncio.Task[bool]]]:
+        """A large body of known length is sent to the first R-1 replicas while it arrives
+        (step 3 during step 1, see `UploadFeed`); they store it as pending, like any copy."""
+        if upload.length is None or upload.length <= self.config.volume.inline_max:
+            return None, []
+        targets = ticket.urls[1 : ticket.copies]
+        if not targets:
+            return None, []
+        self._check_size(upload.length)
+        self.store.ensure_room(upload.length)
+        feed = UploadFeed()
+        streams = [
+            asyncio.ensure_future(
+                self._stream_replica(url, ticket, feed, upload, modified=now, expires=expires)
+            )
+            for url in targets
+        ]
+        return feed, streams
+
+    async def _stream_replica(
+        self,
+        url: str,
+        ticket: WriteTicket,
+        feed: UploadFeed,
+        upload: Upload,
+        *,
+        modified: float,
+        expires: float | None,
+    ) -> bool:
+        path = self._replica_path(ticket.key, ticket, modified, expires)
+        headers = signed_headers(self.secret, "PUT", path)
+        headers["Content-Type"] = stored_content_type(upload.content_type)
+        headers["Content-Length"] = str(upload.length)
+        async with self.client().put(
+            url + path, data=feed.chunks(), headers=headers, timeout=self._replica_timeout()
+        ) as resp:
+            return resp.status == 200
+
     async def _store_and_copy(
-        self, ticket: WriteTicket, meta: ValueMeta, data: bytes | None, now: float
+        self,
+        ticket: WriteTicket,
+        meta: ValueMeta,
+        data: bytes | None,
+        now: float,
+        streams: list[asyncio.Task[bool]] | None = None,
     ) -> tuple[str, ...]:
         """Steps 2 and 3. A large value (`data` None) is stored here already and is sent from
         its file; a small one is stored here and sent to the replicas at the same time, so
         that the write waits for one fsync instead of two in a row. A crash between the steps
         leaves pending copies here or there either way, settled as in step 2."""
         if data is None:
-            return await self._replicate(ticket, meta)
+            return await self._replicate(ticket, meta, streams=streams)
         stored, held = await asyncio.gather(
             self.store.put(meta, data, None, now=now),
             self._replicate(ticket, meta, data),
@@ -347,16 +442,28 @@ class VolumeService:
             log.info("%s %s on %s not done now: %s", method, path, url, exc)
 
     async def _replicate(
-        self, ticket: WriteTicket, meta: ValueMeta, data: bytes | None = None
+        self,
+        ticket: WriteTicket,
+        meta: ValueMeta,
+        data: bytes | None = None,
+        streams: list[asyncio.Task[bool]] | None = None,
     ) -> tuple[str, ...]:
         """Copy the value (`data`, else this node's stored copy) to R-1 other candidates in
-        parallel; a candidate that fails is replaced by the next spare. Returns the nodes
-        holding it, primary first; raises `Unavailable` when fewer than W copies are
-        durable."""
+        parallel; a candidate that fails is replaced by the next spare. `streams` are copies
+        already on their way to the first candidates. Returns the nodes holding it, primary
+        first; raises `Unavailable` when fewer than W copies are durable."""
         spares = list(zip(ticket.nodes[1:], ticket.urls[1:], strict=True))
         held = [self.node_id]
 
-        async def place_one() -> None:
+        async def place_one(streamed: asyncio.Task[bool] | None) -> None:
+            if streamed is not None:
+                node_id, url = spares.pop(0)
+                try:
+                    if await streamed:
+                        held.append(node_id)
+                        return
+                except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+                    log.info("copy of %s to %s failed: %s", meta.key, url, exc)
             while spares:
                 node_id, url = spares.pop(0)
                 try:
@@ -366,20 +473,33 @@ class VolumeService:
                 except (aiohttp.ClientError, TimeoutError, OSError) as exc:
                     log.info("copy of %s to %s failed: %s", meta.key, url, exc)
 
-        await asyncio.gather(*(place_one() for _ in range(ticket.copies - 1)))
+        first: list[asyncio.Task[bool] | None] = []
+        first += (streams or [])[: ticket.copies - 1]
+        first += [None] * (ticket.copies - 1 - len(first))
+        await asyncio.gather(*(place_one(streamed) for streamed in first))
         if len(held) < ticket.quorum:
             raise Unavailable(
                 f"only {len(held)} of the {ticket.quorum} copies needed could be stored"
             )
         return tuple(held)
 
+    def _replica_path(
+        self, key: str, ticket: WriteTicket, modified: float, expires: float | None
+    ) -> str:
+        return (
+            f"/internal/replica{quote(key)}?t={sign_ticket(self.secret, ticket)}"
+            f"&modified={modified!r}&expires={expires or ''}"
+        )
+
+    def _replica_timeout(self) -> aiohttp.ClientTimeout:
+        return aiohttp.ClientTimeout(
+            total=None, sock_connect=5, sock_read=self.config.timers.replica_timeout
+        )
+
     async def _send_replica(
         self, url: str, ticket: WriteTicket, meta: ValueMeta, data: bytes | None = None
     ) -> bool:
-        path = (
-            f"/internal/replica{quote(meta.key)}?t={sign_ticket(self.secret, ticket)}"
-            f"&modified={meta.modified!r}&expires={meta.expires or ''}"
-        )
+        path = self._replica_path(meta.key, ticket, meta.modified, meta.expires)
         stored = None if data is not None else self.store.get(meta.key, meta.version)
         if data is None and stored is None:
             return False
@@ -392,11 +512,8 @@ class VolumeService:
         else:
             assert stored is not None and stored.path is not None
             body = open(stored.path, "rb")  # noqa: SIM115 - aiohttp closes it after sending
-        timeout = aiohttp.ClientTimeout(
-            total=None, sock_connect=5, sock_read=self.config.timers.replica_timeout
-        )
         async with self.client().put(
-            url + path, data=body, headers=headers, timeout=timeout
+            url + path, data=body, headers=headers, timeout=self._replica_timeout()
         ) as resp:
             return resp.status == 200
 
@@ -482,23 +599,29 @@ class VolumeService:
         return keep
 
     async def settle_pending(self, older_than: float) -> int:
-        """Finalize pending values that the master lists here as current; drop the others.
-        Only values stored before `older_than` are looked at: younger ones may still be
-        waiting for their commit."""
+        """Finalize pending values that the master lists here as current (a finalize that
+        never came); drop the others stored before `older_than` (younger ones may still be
+        waiting for their commit). Returns how many were settled."""
         if not self.reconcile_allowed:
             return 0
-        pending = [kv for kv in self.store.pending(older_than) if kv not in self._in_flight]
+        old = set(self.store.pending(older_than))
+        pending = [kv for kv in self.store.pending(time.time()) if kv not in self._in_flight]
+        settled = 0
         for (key, version), keep in zip(pending, await self._keep(pending), strict=True):
             if keep:
                 await self.store.finalize(key, version)
-            else:
+            elif (key, version) in old:
                 await self.store.discard(key, version)
-        return len(pending)
+            else:
+                continue
+            settled += 1
+        return settled
 
     async def reconcile(self, now: float) -> int:
         """After (re)joining: drop every value the master does not list here as current
-        (deleted or overwritten while this node was away, or re-copied elsewhere), and
-        settle old pending ones. Returns the number of values dropped."""
+        (deleted or overwritten while this node was away, or re-copied elsewhere), finalize
+        the pending ones it lists here (their finalize was missed: this node or the writing
+        one died), and settle old pending ones. Returns the number of values dropped."""
         if not self.reconcile_allowed:
             return 0
         young = now - self.config.security.ticket_ttl
@@ -510,15 +633,19 @@ class VolumeService:
                 (v.meta.key, v.meta.version)
                 for v in values
                 if (v.meta.key, v.meta.version) not in self._in_flight
-                and not (
-                    v.meta.modified > young and self.store.is_pending(v.meta.key, v.meta.version)
-                )
             ]
+            # A young pending value the master does not list may still be waiting for its
+            # commit: it is left to `settle_pending`, not dropped.
+            waiting = {
+                (v.meta.key, v.meta.version)
+                for v in values
+                if v.meta.modified > young and self.store.is_pending(v.meta.key, v.meta.version)
+            }
             for (key, version), keep in zip(pairs, await self._keep(pairs), strict=True):
                 if keep:
                     if self.store.is_pending(key, version):
                         await self.store.finalize(key, version)
-                else:
+                elif (key, version) not in waiting:
                     await self.store.discard(key, version)
                     dropped += 1
             if after is None:
