@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import builtins
 import contextlib
+import ssl
 import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -58,8 +59,11 @@ class Client:
         `location_ttl`: seconds a key's volume is remembered for direct reads (0: never)."""
         self.master = master.rstrip("/")
         headers = {"Authorization": f"Bearer {token}"} if token else {}
+        tls: bool | ssl.SSLContext = (
+            ssl.create_default_context(cafile=verify) if isinstance(verify, str) else verify
+        )
         self._http = httpx.Client(
-            timeout=timeout, headers=headers, follow_redirects=False, verify=verify
+            timeout=timeout, headers=headers, follow_redirects=False, verify=tls
         )
         self.retries = retries
         self.location_ttl = location_ttl
