@@ -324,9 +324,12 @@ def fresh_cluster(tmp_path: Path) -> Iterator[DashboardCluster]:
         yield cluster
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
-    """Headless chromium. Skipped where it is not installed, except on CI (`CI` set)."""
+    """Headless chromium. Skipped where it is not installed, except on CI (`CI` set).
+
+    Module-scoped: Playwright's sync API runs an event loop in this thread while it lives,
+    which the asyncio tests of other directories must not find running."""
     if not os.path.exists(CHROMIUM):
         message = f"no chromium at {CHROMIUM}: apt-get install chromium"
         if os.environ.get("CI"):
