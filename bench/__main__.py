@@ -6,6 +6,7 @@ Bounds: the default run takes under 10 minutes, `--quick` under 2.
 from __future__ import annotations
 
 import argparse
+import os
 import time
 from typing import Any
 
@@ -22,6 +23,7 @@ def main() -> None:
     # Wide enough for the table when the output goes to a file or a pipe.
     console = Console(width=max(Console().width, 180))
     started = time.monotonic()
+    load_at_start = os.getloadavg()[0]
     rows: list[report.Row] = []
     extra: dict[str, Any] = {}
     if args.suite in ("all", "kv"):
@@ -41,6 +43,7 @@ def main() -> None:
             rows += job_rows
     elapsed = time.monotonic() - started
     extra["elapsed_s"] = round(elapsed, 1)
+    extra["loadavg_start"] = round(load_at_start, 2)
     if not rows:
         return
     machine = report.machine()
@@ -51,7 +54,11 @@ def main() -> None:
     )
     report.print_table(title, rows, console)
     out = report.save(args.suite, args.quick, rows, extra)
-    console.print(f"took {elapsed:.0f} s; saved {out}")
+    console.print(
+        f"took {elapsed:.0f} s; load average {load_at_start:.1f} at the start, "
+        f"{os.getloadavg()[0]:.1f} at the end (other work on the machine skews the figures); "
+        f"saved {out}"
+    )
 
 
 if __name__ == "__main__":

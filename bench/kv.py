@@ -1,88 +1,404 @@
-"""Key-value workloads against a local cluster: sequential latency and 64-client throughput.
+"""Key-value workloads, Pulzar and nginx side by side in one run (DESIGN.md section 10).
 
-Each request goes through the master's 307 to a volume, as `curl -L` would.
+Both servers hold the same 1 KiB values (Pulzar under `kv/kNNNN`, nginx as `/files/kv/kNNNN`).
+The raw throughput rows are driven by wrk, the end-to-end rows by the async Python generator
+(`bench.loadgen`, following the 307 as `curl -L` would), the 1 GiB rows by curl. Pulzar runs as
+`pulzar up` with two volumes (so R=2) and its access log off.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
-import statistics
+import shutil
+import subprocess
+import tempfile
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
-import aiohttp
+import psutil
+from rich.console import Console
 
-VALUE = os.urandom(1024)
+from bench import loadgen, nginx, wrk
+from bench.cluster import Cluster, RssSampler, local_cluster
+from bench.report import Row
 
-
-async def _put(session: aiohttp.ClientSession, url: str, key: str) -> None:
-    async with session.put(f"{url}/add_key/{key}", data=VALUE) as resp:
-        if resp.status != 201:
-            raise RuntimeError(f"PUT {key}: {resp.status} {await resp.text()}")
-        await resp.read()
-
-
-async def _get(session: aiohttp.ClientSession, url: str, key: str) -> None:
-    async with session.get(f"{url}/get_key/{key}") as resp:
-        body = await resp.read()
-        if resp.status != 200 or len(body) != len(VALUE):
-            raise RuntimeError(f"GET {key}: {resp.status}")
+VALUE_SIZE = 1024
+KEYS = 1000
+CONNECTIONS = 64
+RSS_LIMIT_MB = 150
 
 
-async def sequential(url: str, n: int) -> dict[str, float]:
-    async with aiohttp.ClientSession() as session:
-        put_times, get_times = [], []
-        for i in range(n):
-            t = time.perf_counter()
-            await _put(session, url, f"seq/{i}")
-            put_times.append(time.perf_counter() - t)
-        for i in range(n):
-            t = time.perf_counter()
-            await _get(session, url, f"seq/{i}")
-            get_times.append(time.perf_counter() - t)
-    return {
-        "PUT p50 ms": statistics.median(put_times) * 1000,
-        "GET p50 ms": statistics.median(get_times) * 1000,
-    }
+def _value(i: int) -> bytes:
+    return (i.to_bytes(4, "big") * (VALUE_SIZE // 4))[:VALUE_SIZE]
 
 
-async def concurrent(url: str, clients: int, seconds: float, op: str) -> float:
-    connector = aiohttp.TCPConnector(limit=clients * 2)
-    done = 0
-    stop = time.perf_counter() + seconds
-
-    async def worker(w: int) -> None:
-        nonlocal done
-        i = 0
-        while time.perf_counter() < stop:
-            key = f"load/{w}/{i % 200}" if op == "GET" else f"load/{w}/{i}"
-            await (_get if op == "GET" else _put)(session, url, key)
-            done += 1
-            i += 1
-
-    async with aiohttp.ClientSession(connector=connector) as session:
-        if op == "GET":  # make sure the keys read exist
-            await asyncio.gather(*(
-                _put(session, url, f"load/{w}/{i}") for w in range(clients) for i in range(200)
-            ))
-        start = time.perf_counter()
-        stop = start + seconds
-        done = 0
-        await asyncio.gather(*(worker(w) for w in range(clients)))
-        return done / (time.perf_counter() - start)
+def _name(i: int) -> str:
+    return f"kv/k{i:04d}"
 
 
-def run(url: str, quick: bool) -> list[dict[str, Any]]:
-    seconds = 3.0 if quick else 10.0
-    seq = asyncio.run(sequential(url, 300 if quick else 2000))
-    put_rate = asyncio.run(concurrent(url, 64, seconds, "PUT"))
-    get_rate = asyncio.run(concurrent(url, 64, seconds, "GET"))
-    return [
-        {"workload": "sequential PUT 1 KiB through the 307, p50", "value": seq["PUT p50 ms"],
-         "unit": "ms"},
-        {"workload": "sequential GET 1 KiB through the 307, p50", "value": seq["GET p50 ms"],
-         "unit": "ms"},
-        {"workload": "PUT 1 KiB durable, 64 clients", "value": put_rate, "unit": "req/s"},
-        {"workload": "GET 1 KiB through the 307, 64 clients", "value": get_rate, "unit": "req/s"},
-    ]
+class Settings:
+    def __init__(self, quick: bool) -> None:
+        self.quick = quick
+        #: Seconds measured per load run (after a warm-up second).
+        self.seconds = 2.0 if quick else 8.0
+        self.sequential = 300 if quick else 1500
+        self.big = (256 if quick else 1024) * 1024 * 1024
+        self.big_runs = 1 if quick else 3
+
+
+# -- small helpers ------------------------------------------------------------------------
+
+
+def _cpu_seconds(procs: list[psutil.Process]) -> float:
+    total = 0.0
+    for proc in procs:
+        try:
+            t = proc.cpu_times()
+            total += t.user + t.system
+        except psutil.Error:
+            pass
+    return total
+
+
+@contextmanager
+def _cpu(procs: list[psutil.Process], into: dict[str, Any], name: str) -> Iterator[None]:
+    """Record the CPU seconds `procs` used and the wall time (so: cores busy) under `name`."""
+    c0, t0 = _cpu_seconds(procs), time.perf_counter()
+    yield
+    wall = time.perf_counter() - t0
+    into[name] = {"cpu_s": round(_cpu_seconds(procs) - c0, 2), "wall_s": round(wall, 2)}
+
+
+def _nginx_procs(pid: int) -> list[psutil.Process]:
+    try:
+        parent = psutil.Process(pid)
+        return [parent, *parent.children()]
+    except psutil.Error:
+        return []
+
+
+def _lat(r: loadgen.LoadResult | wrk.WrkResult) -> str:
+    errors = f", {r.errors} errors" if r.errors else ""
+    return f"p50 {r.p50_ms:.2f} ms, p99 {r.p99_ms:.2f} ms{errors}"
+
+
+def _ratio(a: float, b: float) -> float | None:
+    return a / b if b else None
+
+
+def _throughput_row(
+    workload: str,
+    ours: loadgen.LoadResult | wrk.WrkResult,
+    ref: loadgen.LoadResult | wrk.WrkResult,
+    minimum_ratio: float,
+    note: str = "",
+) -> Row:
+    ratio = _ratio(ours.rps, ref.rps)
+    ok = ours.errors == 0 and ratio is not None and ratio >= minimum_ratio
+    return Row(
+        workload=workload,
+        pulzar=ours.rps,
+        reference=ref.rps,
+        ratio=ratio,
+        unit="req/s",
+        target=f"≥ {minimum_ratio}x nginx",
+        met=ok,
+        pulzar_detail=_lat(ours),
+        reference_detail=_lat(ref),
+        note=note,
+        data={"pulzar": ours.to_json(), "reference": ref.to_json()},
+    )
+
+
+# -- loading the same values on both sides ---------------------------------------------------
+
+
+async def _load_values(cluster: Cluster, files: Path) -> list[str]:
+    """Store KEYS values in Pulzar (through the 307) and as nginx files; return the volume
+    paths the master's 307 points at (`/get_key/kv/kNNNN?v=..&rid=..`)."""
+    (files / "kv").mkdir(parents=True, exist_ok=True)
+    for i in range(KEYS):
+        (files / _name(i)).write_bytes(_value(i))
+    sem = asyncio.Semaphore(CONNECTIONS)
+    locations: list[str] = [""] * KEYS
+    async with loadgen.new_session(CONNECTIONS) as session:
+
+        async def put(i: int) -> None:
+            async with sem:
+                url = f"{cluster.url}/add_key/{_name(i)}"
+                async with session.put(url, data=_value(i)) as resp:
+                    if resp.status != 201:
+                        raise RuntimeError(f"loading {url}: {resp.status} {await resp.text()}")
+                async with session.get(
+                    f"{cluster.url}/get_key/{_name(i)}", allow_redirects=False
+                ) as resp:
+                    loc = urlsplit(resp.headers["Location"])
+                    locations[i] = f"{loc.path}?{loc.query}"
+
+        await asyncio.gather(*(put(i) for i in range(KEYS)))
+    return locations
+
+
+# -- the workloads ---------------------------------------------------------------------------
+
+
+def _wrk_rows(
+    cluster: Cluster, ng: nginx.Nginx, volume_paths: list[str], s: Settings, cpu: dict[str, Any]
+) -> list[Row]:
+    rows = []
+    pz_procs, ng_procs = cluster.processes(), _nginx_procs(ng.pid)
+    files = [f"/files/{_name(i)}" for i in range(KEYS)]
+    with _cpu(pz_procs, cpu, "volume GET (wrk), pulzar"):
+        ours = wrk.run_wrk(cluster.volumes[0], volume_paths, seconds=s.seconds)
+    with _cpu(ng_procs, cpu, "volume GET (wrk), nginx"):
+        ref = wrk.run_wrk(ng.url, files, seconds=s.seconds)
+    rows.append(
+        _throughput_row(
+            "GET 1 KiB straight from a volume, 64 conn (wrk)",
+            ours,
+            ref,
+            0.35,
+            note="the URLs the 307 gives (?v=..&rid=..); nginx: static files, 2 workers",
+        )
+    )
+    keys = [f"/get_key/{_name(i)}" for i in range(KEYS)]
+    redirects = [f"/r/{_name(i)}" for i in range(KEYS)]
+    with _cpu(pz_procs, cpu, "master 307 (wrk), pulzar"):
+        ours = wrk.run_wrk(cluster.url, keys, seconds=s.seconds)
+    with _cpu(ng_procs, cpu, "master 307 (wrk), nginx"):
+        ref = wrk.run_wrk(ng.url, redirects, seconds=s.seconds)
+    rows.append(
+        _throughput_row(
+            "master's 307 for GET /get_key, 64 conn (wrk, not following)",
+            ours,
+            ref,
+            0.25,
+            note="nginx: `return 307` to the file",
+        )
+    )
+    return rows
+
+
+def _loadgen_rows(cluster: Cluster, ng: nginx.Nginx, s: Settings, cpu: dict[str, Any]) -> list[Row]:
+    rows = []
+    pz_procs, ng_procs = cluster.processes(), _nginx_procs(ng.pid)
+
+    def get_url(base: str, route: str) -> Callable[[int, int], str]:
+        return lambda w, i: f"{base}{route}{_name((w * 7919 + i) % KEYS)}"
+
+    def run_get(base: str, route: str) -> loadgen.LoadResult:
+        request = loadgen.get_checked(get_url(base, route), VALUE_SIZE)
+        return loadgen.run(loadgen.load(request, concurrency=CONNECTIONS, seconds=s.seconds))
+
+    with _cpu(pz_procs, cpu, "GET through 307 (python), pulzar"):
+        ours = run_get(cluster.url, "/get_key/")
+    with _cpu(ng_procs, cpu, "GET through 307 (python), nginx"):
+        ref = run_get(ng.url, "/r/")
+    rows.append(
+        _throughput_row(
+            "GET 1 KiB through the 307, end to end, 64 clients (Python generator)",
+            ours,
+            ref,
+            0.8,
+            note="nginx: `return 307` then the static file",
+        )
+    )
+
+    body = os.urandom(VALUE_SIZE)
+    stamp = int(time.time())
+
+    def run_put(base: str, route: str, sep: str) -> loadgen.LoadResult:
+        def url(w: int, i: int) -> str:
+            return f"{base}{route}kv/put{sep}{stamp}{sep}{w}{sep}{i}"
+
+        request = loadgen.put_checked(url, body, 201)
+        return loadgen.run(loadgen.load(request, concurrency=CONNECTIONS, seconds=s.seconds))
+
+    with _cpu(pz_procs, cpu, "PUT through 307 (python), pulzar"):
+        ours = run_put(cluster.url, "/add_key/", "/")
+    with _cpu(ng_procs, cpu, "PUT through 307 (python), nginx"):
+        ref = run_put(ng.url, "/put/", "-")
+    ratio = _ratio(ours.rps, ref.rps)
+    rows.append(
+        Row(
+            workload="PUT 1 KiB durable (fsynced), R=2, 64 clients, through the 307 "
+            "(Python generator)",
+            pulzar=ours.rps,
+            reference=ref.rps,
+            ratio=ratio,
+            unit="req/s",
+            target="≥ 3,000 req/s",
+            met=ours.errors == 0 and ours.rps >= 3000,
+            pulzar_detail=_lat(ours),
+            reference_detail=_lat(ref),
+            note="nginx: `return 307` then WebDAV PUT (one copy, not fsynced)",
+            data={"pulzar": ours.to_json(), "reference": ref.to_json()},
+        )
+    )
+
+    def seq(request_for: Callable[[str], loadgen.Request], base: str) -> loadgen.LoadResult:
+        return loadgen.run(loadgen.sequential(request_for(base), s.sequential))
+
+    def seq_get(route: str) -> Callable[[str], loadgen.Request]:
+        return lambda base: loadgen.get_checked(get_url(base, route), VALUE_SIZE)
+
+    def seq_put(route: str, sep: str) -> Callable[[str], loadgen.Request]:
+        return lambda base: loadgen.put_checked(
+            lambda w, i: f"{base}{route}kv/seq{sep}{stamp}{sep}{i}", body, 201
+        )
+
+    ours = seq(seq_get("/get_key/"), cluster.url)
+    ref = seq(seq_get("/r/"), ng.url)
+    rows.append(
+        Row(
+            workload="sequential GET 1 KiB through the 307, one client, p50",
+            pulzar=ours.p50_ms,
+            reference=ref.p50_ms,
+            ratio=_ratio(ours.p50_ms, ref.p50_ms),
+            unit="ms",
+            target="≤ 1.5 ms",
+            met=ours.errors == 0 and ours.p50_ms <= 1.5,
+            pulzar_detail=f"p99 {ours.p99_ms:.2f} ms",
+            reference_detail=f"p99 {ref.p99_ms:.2f} ms",
+            data={"pulzar": ours.to_json(), "reference": ref.to_json()},
+        )
+    )
+    ours = seq(seq_put("/add_key/", "/"), cluster.url)
+    ref = seq(seq_put("/put/", "-"), ng.url)
+    rows.append(
+        Row(
+            workload="sequential PUT 1 KiB through the 307, one client, p50",
+            pulzar=ours.p50_ms,
+            reference=ref.p50_ms,
+            ratio=_ratio(ours.p50_ms, ref.p50_ms),
+            unit="ms",
+            target="≤ 3.5 ms",
+            met=ours.errors == 0 and ours.p50_ms <= 3.5,
+            pulzar_detail=f"p99 {ours.p99_ms:.2f} ms",
+            reference_detail=f"p99 {ref.p99_ms:.2f} ms",
+            note="Pulzar: fsynced on 2 volumes and the master; nginx: not fsynced",
+            data={"pulzar": ours.to_json(), "reference": ref.to_json()},
+        )
+    )
+    return rows
+
+
+def _curl(args: list[str]) -> tuple[float, str]:
+    """Run curl; return (seconds, HTTP status)."""
+    out = subprocess.run(
+        ["curl", "-sS", "-L", "-o", "/dev/null", "-w", "%{http_code} %{time_total}", *args],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    if out.returncode != 0:
+        raise RuntimeError(f"curl {' '.join(args)}: {out.stderr.strip()}")
+    status, seconds = out.stdout.split()
+    return float(seconds), status
+
+
+def _big_rows(cluster: Cluster, ng: nginx.Nginx, s: Settings, cpu: dict[str, Any]) -> list[Row]:
+    """Upload and download of one large value through the 307, with curl on both sides."""
+    source = ng.files / "big"
+    with open(source, "wb") as fh:
+        chunk = os.urandom(16 * 1024 * 1024)
+        for _ in range(s.big // len(chunk)):
+            fh.write(chunk)
+    mb = s.big / 1e6
+    size = f"{s.big // 1024**2} MiB" if s.big < 1024**3 else f"{s.big // 1024**3} GiB"
+    rows = []
+    pz_procs = cluster.processes()
+    with RssSampler(pz_procs) as rss:
+        up_ours, up_ref, down_ours, down_ref = [], [], [], []
+        for run in range(s.big_runs):
+            with _cpu(pz_procs, cpu, f"upload {size} #{run}, pulzar"):
+                t, status = _curl(["-T", str(source), f"{cluster.url}/add_key/kv/big{run}"])
+            if status != "201":
+                raise RuntimeError(f"upload to Pulzar answered {status}")
+            up_ours.append(mb / t)
+            t, status = _curl(["-T", str(source), f"{ng.url}/put/kv/big{run}"])
+            if status not in ("201", "204"):
+                raise RuntimeError(f"upload to nginx answered {status}")
+            up_ref.append(mb / t)
+            (ng.dav / "kv" / f"big{run}").unlink(missing_ok=True)
+            with _cpu(pz_procs, cpu, f"download {size} #{run}, pulzar"):
+                t, status = _curl([f"{cluster.url}/get_key/kv/big0"])
+            if status != "200":
+                raise RuntimeError(f"download from Pulzar answered {status}")
+            down_ours.append(mb / t)
+            t, status = _curl([f"{ng.url}/r/big"])
+            down_ref.append(mb / t)
+    peaks = rss.peak_mb()
+    worst = max(peaks.values()) if peaks else float("nan")
+    rss_text = ", ".join(f"{name} {mb_:.0f}" for name, mb_ in peaks.items())
+    for label, ours, ref in (
+        ("upload", up_ours, up_ref),
+        ("download", down_ours, down_ref),
+    ):
+        best_ours, best_ref = sorted(ours)[len(ours) // 2], sorted(ref)[len(ref) // 2]
+        ratio = _ratio(best_ours, best_ref)
+        rows.append(
+            Row(
+                workload=f"{size} {label} through the 307 (curl)",
+                pulzar=best_ours,
+                reference=best_ref,
+                ratio=ratio,
+                unit="MB/s",
+                target="≥ 0.5x nginx; RSS < 150 MB",
+                met=ratio is not None and ratio >= 0.5 and worst < RSS_LIMIT_MB,
+                pulzar_detail=f"median of {len(ours)}; peak RSS {worst:.0f} MB",
+                reference_detail=f"median of {len(ref)}",
+                note=(
+                    "Pulzar: R=2, fsynced, checksummed; nginx WebDAV: one copy, not fsynced"
+                    if label == "upload"
+                    else "Pulzar: sendfile from the volume"
+                ),
+                data={"pulzar_mb_s": ours, "reference_mb_s": ref, "rss_mb": peaks},
+            )
+        )
+    rows.append(
+        Row(
+            workload=f"peak RSS of every Pulzar process during the {size} transfers",
+            pulzar=worst,
+            unit="MB",
+            target="< 150 MB each",
+            met=worst < RSS_LIMIT_MB,
+            pulzar_detail=rss_text,
+            data={"rss_mb": peaks},
+        )
+    )
+    return rows
+
+
+def run(quick: bool, console: Console | None = None) -> tuple[list[Row], dict[str, Any]]:
+    """All key-value workloads; returns the rows and extra figures for the JSON."""
+    console = console or Console()
+    s = Settings(quick)
+    if not nginx.available() or not wrk.available():
+        raise SystemExit("the reference needs nginx and wrk: apt-get install -y nginx wrk")
+    if shutil.which("curl") is None:
+        raise SystemExit("the large-value rows need curl: apt-get install -y curl")
+    cpu: dict[str, Any] = {}
+    rows: list[Row] = []
+    with nginx.running_nginx() as ng, local_cluster(volumes=2) as cluster:
+        pids = ", ".join(
+            f"{RssSampler.name(p)} pid {p.pid}"
+            for p in cluster.processes()
+            if RssSampler.name(p).startswith(("master", "volume"))
+        )
+        console.log(f"nginx on {ng.url} (pid {ng.pid}), Pulzar on {cluster.url} ({pids})")
+        console.log(f"loading {KEYS} values of {VALUE_SIZE} bytes into both")
+        volume_paths = loadgen.run(_load_values(cluster, ng.files))
+        console.log("wrk: volume GET and the master's 307")
+        rows += _wrk_rows(cluster, ng, volume_paths, s, cpu)
+        console.log("Python generator: GET and PUT through the 307, then sequential")
+        rows += _loadgen_rows(cluster, ng, s, cpu)
+        console.log(f"large values ({s.big // 1024**2} MiB) with curl")
+        rows += _big_rows(cluster, ng, s, cpu)
+    return rows, {"cpu": cpu, "tmp": tempfile.gettempdir(), "seconds_per_load": s.seconds}
