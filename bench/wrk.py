@@ -10,8 +10,8 @@ import json
 import shutil
 import subprocess
 import tempfile
-from dataclasses import asdict, dataclass
-from typing import Any
+
+from bench.loadgen import LoadResult
 
 _MARK = "WRKJSON "
 
@@ -53,17 +53,8 @@ end
 """
 
 
-@dataclass(frozen=True, slots=True)
-class WrkResult:
-    requests: int
-    seconds: float
-    rps: float
-    p50_ms: float
-    p99_ms: float
-    errors: int
-
-    def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+#: wrk's figures, in the load generator's shape.
+WrkResult = LoadResult
 
 
 def available() -> bool:
@@ -96,9 +87,7 @@ def run_wrk(
     """Run wrk against `base_url` cycling through `paths`; with `unique_suffix`, every request
     gets a path of its own (`<path>-<thread>-<n>`, for PUTs of new keys)."""
     threads = max(1, min(threads, connections))
-    unique = (
-        'path = path .. "-" .. thread_no .. "-" .. counter' if unique_suffix else ""
-    )
+    unique = 'path = path .. "-" .. thread_no .. "-" .. counter' if unique_suffix else ""
     script = _SCRIPT % {
         "paths": ",".join(_lua_string(p) for p in paths),
         "method": _lua_string(method),
@@ -120,9 +109,7 @@ def run_wrk(
             fh.name,
             base_url,
         ]
-        out = subprocess.run(
-            cmd, capture_output=True, text=True, timeout=seconds + 60, check=False
-        )
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 60, check=False)
     for line in out.stdout.splitlines():
         if line.startswith(_MARK):
             data = json.loads(line[len(_MARK) :])

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import sys
+import time
+from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
@@ -52,3 +54,17 @@ def serve(app: web.Application, host: str, port: int, config: Config, *, access_
         max_line_size=config.server.max_header_size,
         max_field_size=config.server.max_header_size,
     )
+
+
+async def every(seconds: float, step: Callable[[float], Awaitable[object]], name: str) -> None:
+    """Run `step(now)` every `seconds` until cancelled; a failing step is logged, not fatal.
+    The one place a periodic loop sleeps: the steps themselves take the time as a parameter."""
+    log = logging.getLogger("pulzar.loops")
+    while True:
+        await asyncio.sleep(seconds)
+        try:
+            await step(time.time())
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("%s failed", name)

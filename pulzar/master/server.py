@@ -7,7 +7,7 @@ import contextlib
 import logging
 import os
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 from aiohttp import web
@@ -17,6 +17,7 @@ from pulzar.core.config import Config, data_path
 from pulzar.core.tickets import new_secret
 from pulzar.http import metrics
 from pulzar.http.auth import AccessPolicy, middlewares
+from pulzar.http.serve import every
 from pulzar.master import maintenance
 from pulzar.master.app import CONNECTIONS, REPAIR, SERVICE, add_routes
 from pulzar.master.backup_routes import add_backup_routes
@@ -48,18 +49,6 @@ def cluster_secret(config: Config, data_dir: Path) -> str:
     with os.fdopen(fd, "w") as fh:
         fh.write(secret + "\n")
     return secret
-
-
-async def every(seconds: float, step: Callable[[float], Awaitable[object]], name: str) -> None:
-    """Run `step(now)` every `seconds` until cancelled; a failing step is logged, not fatal."""
-    while True:
-        await asyncio.sleep(seconds)
-        try:
-            await step(time.time())
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            log.exception("%s failed", name)
 
 
 def create_app(config: Config, restore_from: list[str] | None = None) -> web.Application:

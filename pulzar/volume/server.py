@@ -16,7 +16,7 @@ from pulzar.core.errors import ConfigError
 from pulzar.http import metrics
 from pulzar.http.auth import AccessPolicy, middlewares
 from pulzar.http.cors import dashboard_origins, enable_cors
-from pulzar.master.server import every
+from pulzar.http.serve import every
 from pulzar.storage.values import ValueStore
 from pulzar.volume.app import SERVICE, routes
 from pulzar.volume.gauges import volume_gauges
