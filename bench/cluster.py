@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -23,24 +24,21 @@ BENCH_ENV = {"PULZAR_SERVER_ACCESS_LOG": "false"}
 
 
 def free_port_block(count: int) -> int:
-    """A base port with `count` free ports after it (best effort)."""
-    for _ in range(50):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            base = int(s.getsockname()[1])
-        if base + count >= 65535:
-            continue
+    """The first of `count` consecutive free ports on 127.0.0.1, below the kernel's ephemeral
+    range (32768 and up), so that no outgoing connection takes one before it is bound."""
+    for _ in range(500):
+        base = random.randrange(20000, 32000 - count)
         ok = True
-        for p in range(base, base + count):
-            with socket.socket() as s:
+        for port in range(base, base + count):
+            with socket.socket() as sock:
                 try:
-                    s.bind(("127.0.0.1", p))
+                    sock.bind(("127.0.0.1", port))
                 except OSError:
                     ok = False
                     break
         if ok:
             return base
-    raise RuntimeError("no free port block")
+    raise RuntimeError("no free ports on 127.0.0.1")
 
 
 @dataclass

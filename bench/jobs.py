@@ -33,11 +33,9 @@ import contextlib
 import importlib.util
 import json
 import os
-import random
 import secrets
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -57,6 +55,7 @@ from rich.console import Console
 from rich.table import Table
 
 from bench import loadgen
+from bench.cluster import free_port_block
 from bench.report import Row
 
 WORKERS = 2
@@ -204,27 +203,9 @@ def _wait(check: Callable[[], Any], timeout: float, what: str, procs: list[Proc]
         time.sleep(0.05)
 
 
-def _free_ports(count: int) -> int:
-    """The first of `count` consecutive free ports on 127.0.0.1, below the kernel's ephemeral
-    range (32768 and up), so that no outgoing connection takes one before it is bound."""
-    for _ in range(500):
-        base = random.randrange(20000, 32000 - count)
-        ok = True
-        for port in range(base, base + count):
-            with socket.socket() as sock:
-                try:
-                    sock.bind(("127.0.0.1", port))
-                except OSError:
-                    ok = False
-                    break
-        if ok:
-            return base
-    raise RuntimeError("no free ports on 127.0.0.1")
-
-
 @contextlib.contextmanager
 def redis_server(tmp: Path) -> Iterator[tuple[str, int]]:
-    port = _free_ports(1)
+    port = free_port_block(1)
     (tmp / "redis").mkdir()
     proc = Proc(
         "redis-server",
@@ -392,7 +373,7 @@ def pulzar_cluster(tmp: Path) -> Iterator[PulzarCluster]:
     env.update(kv.partition("=")[::2] for kv in extra if "=" in kv)
     py = [sys.executable, "-m", "pulzar"]
     for attempt in range(3):  # a port taken meanwhile by someone else: try others
-        port = _free_ports(2)
+        port = free_port_block(2)
         url = f"http://127.0.0.1:{port}"
         master = Proc("pulzar master", [*py, "master", "--port", str(port), "--data",
                                         str(tmp / "master")], env, tmp, tmp / "master.log")
