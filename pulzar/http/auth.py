@@ -64,6 +64,11 @@ class AccessPolicy:
     def enabled(self) -> bool:
         return bool(self.token or self.admin_token)
 
+    @property
+    def reads_need_no_token(self) -> bool:
+        """GET and HEAD of keys are open to anyone (no token, or `reads_open`)."""
+        return not self.token or self.reads_open
+
     def check(self, request: web.Request) -> None:
         """Raise `Unauthorized` / `Forbidden` unless the request may go on."""
         path, method = request.path, request.method

@@ -19,6 +19,9 @@ from prometheus_client.registry import Collector
 from pulzar.http.responses import Handler
 
 REGISTRY = web.AppKey("metrics_registry", CollectorRegistry)
+#: Counts one request: (method, route, status, seconds, response body bytes).
+Record = Callable[[str, str, int, float, int], None]
+RECORD: web.AppKey[Record] = web.AppKey("metrics_record")
 _BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 60)
 
 #: A function that yields gauges as (name, help, [(labels, value), ...]).
@@ -64,24 +67,35 @@ def setup(app: web.Application, process: str, gauges: Gauges) -> None:
     received, sent = bytes_in.labels(process), bytes_out.labels(process)
     series: dict[tuple[str, str, int], tuple[Any, Any]] = {}
 
+    def record(method: str, route: str, status: int, seconds: float, body_out: int) -> None:
+        found = series.get((method, route, status))
+        if found is None:
+            found = series[(method, route, status)] = (
+                requests.labels(process, method, route, str(status)),
+                latency.labels(process, method, route),
+            )
+        found[0].inc()
+        found[1].observe(seconds)
+        if body_out:
+            sent.inc(body_out)
+
+    app[RECORD] = record
+
     @web.middleware
     async def measure(request: web.Request, handler: Handler) -> web.StreamResponse:
         started = time.perf_counter()
         response = await handler(request)
         info = request.match_info.route.resource
         route = info.canonical if info is not None else "unmatched"
-        found = series.get((request.method, route, response.status))
-        if found is None:
-            found = series[(request.method, route, response.status)] = (
-                requests.labels(process, request.method, route, str(response.status)),
-                latency.labels(process, request.method, route),
-            )
-        found[0].inc()
-        found[1].observe(time.perf_counter() - started)
+        record(
+            request.method,
+            route,
+            response.status,
+            time.perf_counter() - started,
+            response.content_length or 0,
+        )
         if request.content_length:
             received.inc(request.content_length)
-        if response.content_length:
-            sent.inc(response.content_length)
         return response
 
     app.middlewares.insert(0, measure)

@@ -43,8 +43,11 @@ def error_response(status: int, msg: str) -> web.Response:
 
 def request_id(request: web.Request) -> str:
     """The id this request is logged under: from the 307 (`rid=`), a header, or new."""
-    given = request.query.get("rid") or request.headers.get(REQUEST_ID)
-    return given or f"{_RID_PREFIX}{next(_rid_counter) & 0xFFFFFF:06x}"
+    return request.query.get("rid") or request.headers.get(REQUEST_ID) or new_request_id()
+
+
+def new_request_id() -> str:
+    return f"{_RID_PREFIX}{next(_rid_counter) & 0xFFFFFF:06x}"
 
 
 @web.middleware

@@ -10,10 +10,13 @@ import orjson
 from aiohttp import WSMsgType, web
 
 from pulzar.core.errors import BadRequest, NotFound, PulzarError
+from pulzar.core.keys import parse_key
+from pulzar.http import fastpath
+from pulzar.http.fastpath import FastAnswer, FastRoute
 from pulzar.http.internal import check_signed
 from pulzar.http.keys import condition_from, key_from, prefix_from, ttl_days_from
 from pulzar.http.openapi import document
-from pulzar.http.responses import REQUEST_ID, envelope, query_int, request_id
+from pulzar.http.responses import REQUEST_ID, envelope, new_request_id, query_int, request_id
 from pulzar.master.repair import Repairer
 from pulzar.master.service import MasterService
 from pulzar.master.views import key_json
@@ -68,6 +71,26 @@ async def get_key(request: web.Request) -> web.Response:
     url, _ = _svc(request).locate(key, time.time(), request.query.get("skip", ""))
     rid = request_id(request)
     return web.Response(status=307, headers={"Location": f"{url}&rid={rid}", REQUEST_ID: rid})
+
+
+def fast_get_key(svc: MasterService) -> FastRoute:
+    """`get_key` answered from the socket (see `pulzar.http.fastpath`): the 307 only; any
+    query (`skip=`, a read ticket), a bad key or a refusal is left to `get_key`."""
+
+    def answer(path: str, query: str, headers: dict[str, str], now: float) -> FastAnswer:
+        if query:
+            return None
+        try:
+            url, _ = svc.locate(parse_key(path[8:]), now)
+        except PulzarError:
+            return None
+        rid = headers.get("x-request-id", "")
+        if not (rid.isascii() and rid.isprintable()) or not rid:
+            rid = new_request_id()
+        location = f"Location: {url}&rid={rid}\r\n{REQUEST_ID}: {rid}\r\n"
+        return 307, fastpath.response(307, location), rid
+
+    return FastRoute("/get_key/", "/get_key/{key}", answer)
 
 
 @routes.delete("/delete_key/{key:(?s:.*)}")

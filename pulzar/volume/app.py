@@ -2,21 +2,30 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import time
 from urllib.parse import quote
 
 import orjson
 from aiohttp import web
 
-from pulzar.core.errors import BadRequest, KeyNotFound
+from pulzar.core.errors import BadRequest, KeyNotFound, PulzarError
+from pulzar.core.keys import parse_key
 from pulzar.core.tickets import verify_ticket
+from pulzar.http import fastpath
+from pulzar.http.fastpath import FastAnswer, FastRoute
 from pulzar.http.internal import check_signed
 from pulzar.http.keys import key_from, ttl_days_from
 from pulzar.http.responses import envelope, query_int
+from pulzar.volume.batching import ReplicaEntry, unpack_replicas
 from pulzar.volume.service import Upload, VolumeService, dump_entry
-from pulzar.volume.serving import value_response
+from pulzar.volume.serving import value_headers, value_response
 
 SERVICE = web.AppKey("service", VolumeService)
+#: The largest body of `POST /internal/replicas` (64 values of up to 64 KiB, and their list).
+REPLICA_BATCH_MAX = 8 * 1024 * 1024
+log = logging.getLogger(__name__)
 DAY = 86400.0
 
 routes = web.RouteTableDef()
@@ -70,6 +79,43 @@ async def get_key(request: web.Request) -> web.StreamResponse:
     return await value_response(request, stored)
 
 
+def fast_get_key(svc: VolumeService) -> FastRoute:
+    """`get_key` of a small value this node holds, answered from the socket (see
+    `pulzar.http.fastpath`). Ranges, conditional requests, CORS, files, misses, expired or
+    corrupt copies and unusual queries are left to `get_key`."""
+
+    def answer(path: str, query: str, headers: dict[str, str], now: float) -> FastAnswer:
+        if "range" in headers or "if-none-match" in headers or "origin" in headers:
+            return None
+        if "%" in query or "+" in query:
+            return None
+        version = rid = ""
+        for part in query.split("&"):
+            name, _, value = part.partition("=")
+            if name == "v":
+                version = value
+            elif name == "rid":
+                rid = value
+        if not version.isdigit():
+            return None
+        try:
+            key = parse_key(path[8:])
+        except PulzarError:
+            return None
+        stored = svc.store.get(key, int(version))
+        if (
+            stored is None
+            or stored.data is None
+            or stored.meta.is_expired(now)
+            or not stored.verify()
+        ):
+            return None
+        head = "".join(f"{name}: {value}\r\n" for name, value in value_headers(stored.meta).items())
+        return 200, fastpath.response(200, head, stored.data), rid
+
+    return FastRoute("/get_key/", "/get_key/{key}", answer)
+
+
 @routes.get("/health")
 async def health(request: web.Request) -> web.Response:
     svc = _svc(request)
@@ -95,6 +141,37 @@ async def replica(request: web.Request) -> web.Response:
         raise BadRequest("replica needs 'modified' and 'expires'") from None
     await svc.receive(ticket, _upload(request), modified=modified, expires=expires)
     return envelope(None, "stored")
+
+
+@routes.post("/internal/replicas")
+async def replicas(request: web.Request) -> web.Response:
+    """Small replicas batched by a primary (`pack_replicas`): each is checked and stored on
+    its own (they share the store's group commit); `stored` says which were, in order."""
+    svc = _svc(request)
+    check_signed(request, svc.secret)
+    length = request.content_length
+    if length is None or length > REPLICA_BATCH_MAX:
+        raise BadRequest(f"a replica batch needs a Content-Length of at most {REPLICA_BATCH_MAX}")
+    entries = unpack_replicas(await request.content.readexactly(length))
+    now = time.time()
+
+    async def one(entry: ReplicaEntry) -> bool:
+        try:
+            ticket = verify_ticket(svc.secret, entry.ticket, now)
+            svc.check_ticket(ticket, entry.key)
+            await svc.receive_small(
+                ticket,
+                entry.data,
+                entry.content_type,
+                modified=entry.modified,
+                expires=entry.expires,
+            )
+        except PulzarError as exc:
+            log.info("replica of %s refused: %s", entry.key, exc.message)
+            return False
+        return True
+
+    return envelope({"stored": await asyncio.gather(*(one(e) for e in entries))})
 
 
 @routes.get("/internal/dump")

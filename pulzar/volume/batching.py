@@ -10,8 +10,13 @@ sent at once (no waiting for company); under load, a request carries dozens.
 from __future__ import annotations
 
 import asyncio
+import struct
 from collections.abc import Awaitable, Callable
-from typing import Generic, TypeVar
+from typing import Any, Generic, NamedTuple, TypeVar
+
+import orjson
+
+from pulzar.core.errors import BadRequest
 
 Item = TypeVar("Item")
 Result = TypeVar("Result")
@@ -65,3 +70,57 @@ class Coalescer(Generic[Item, Result]):
             for _, future in self._queue:
                 future.cancel()
             self._queue.clear()
+
+
+class ReplicaEntry(NamedTuple):
+    """A small value for a replica: its key, the signed write ticket, its times, its bytes."""
+
+    key: str
+    ticket: str
+    modified: float
+    expires: float | None
+    content_type: str
+    data: bytes
+
+
+_HEAD = struct.Struct(">I")
+
+
+def pack_replicas(entries: list[ReplicaEntry]) -> bytes:
+    """The body of `POST /internal/replicas`: the length of a JSON list of the entries'
+    metadata, that list, then their bytes one after the other."""
+    head = orjson.dumps(
+        [[e.key, e.ticket, e.modified, e.expires, e.content_type, len(e.data)] for e in entries]
+    )
+    return b"".join([_HEAD.pack(len(head)), head, *(e.data for e in entries)])
+
+
+def unpack_replicas(body: bytes) -> list[ReplicaEntry]:
+    """`pack_replicas` read back; a body that does not add up is a 400."""
+    try:
+        (length,) = _HEAD.unpack_from(body)
+        head: Any = orjson.loads(body[_HEAD.size : _HEAD.size + length])
+        if not isinstance(head, list):
+            raise ValueError("the entries must be a list")
+        offset = _HEAD.size + length
+        entries = []
+        for key, ticket, modified, expires, content_type, size in head:
+            data = body[offset : offset + size]
+            if len(data) != size or size < 0:
+                raise ValueError("body shorter than its entries")
+            offset += size
+            entries.append(
+                ReplicaEntry(
+                    str(key),
+                    str(ticket),
+                    float(modified),
+                    None if expires is None else float(expires),
+                    str(content_type),
+                    data,
+                )
+            )
+    except (struct.error, orjson.JSONDecodeError, TypeError, ValueError) as exc:
+        raise BadRequest(f"malformed replica batch: {exc}") from None
+    if offset != len(body):
+        raise BadRequest("malformed replica batch: bytes left over")
+    return entries

@@ -47,7 +47,7 @@ from pulzar.http.internal import signed_headers
 from pulzar.storage.lmdbenv import storage_error
 from pulzar.storage.records import ValueMeta
 from pulzar.storage.values import BlobWriter, StoredValue, ValueStore
-from pulzar.volume.batching import Coalescer
+from pulzar.volume.batching import Coalescer, ReplicaEntry, pack_replicas
 from pulzar.volume.feed import UploadFeed
 
 log = logging.getLogger(__name__)
@@ -106,6 +106,26 @@ class Upload:
     stream: aiohttp.StreamReader
 
 
+def _meta(
+    ticket: WriteTicket,
+    content_type: str | None,
+    size: int,
+    checksum: bytes,
+    modified: float,
+    expires: float | None,
+) -> ValueMeta:
+    return ValueMeta(
+        key=ticket.key,
+        version=ticket.version,
+        size=size,
+        checksum=checksum,
+        content_type=stored_content_type(content_type),
+        created=ticket.created or modified,
+        modified=modified,
+        expires=expires,
+    )
+
+
 class VolumeService:
     def __init__(self, config: Config, store: ValueStore, secret: str, node_id: str) -> None:
         self.config = config
@@ -127,6 +147,7 @@ class VolumeService:
         # Commits to the master and finalizes to each replica go out batched under load.
         self._commits: Coalescer[dict[str, Any], dict[str, Any]] = Coalescer(self._send_commits)
         self._finalizes: dict[str, Coalescer[tuple[str, int], None]] = {}
+        self._small_replicas: dict[str, Coalescer[ReplicaEntry, bool]] = {}
         #: More fields for the heartbeat (the job runner's counts).
         self.extra_stats: list[Callable[[], dict[str, Any]]] = []
 
@@ -190,16 +211,7 @@ class VolumeService:
             checksum = hashlib.sha256(data).digest() if data is not None else blob.checksum  # type: ignore[union-attr]
             if upload.length is not None and size != upload.length:
                 raise BadRequest(f"body has {size} bytes, Content-Length said {upload.length}")
-            meta = ValueMeta(
-                key=ticket.key,
-                version=ticket.version,
-                size=size,
-                checksum=checksum,
-                content_type=stored_content_type(upload.content_type),
-                created=ticket.created or modified,
-                modified=modified,
-                expires=expires,
-            )
+            meta = _meta(ticket, upload.content_type, size, checksum, modified, expires)
             if blob is not None:
                 await asyncio.to_thread(blob.finish)
         except BaseException:
@@ -207,6 +219,22 @@ class VolumeService:
                 blob.abort()
             raise
         return meta, data, blob
+
+    async def receive_small(
+        self,
+        ticket: WriteTicket,
+        data: bytes,
+        content_type: str | None,
+        *,
+        modified: float,
+        expires: float | None,
+    ) -> None:
+        """Steps 1 and 2 for a small replica that came in a batch (already in memory)."""
+        self._check_size(len(data))
+        self.store.ensure_room(len(data))
+        checksum = hashlib.sha256(data).digest()
+        meta = _meta(ticket, content_type, len(data), checksum, modified, expires)
+        await self.store.put(meta, data, None, now=modified)
 
     def _check_size(self, size: int) -> None:
         if size > self.max_value:
@@ -499,6 +527,21 @@ class VolumeService:
     async def _send_replica(
         self, url: str, ticket: WriteTicket, meta: ValueMeta, data: bytes | None = None
     ) -> bool:
+        if data is not None and len(data) <= self.config.volume.inline_max:
+            # Small values to one replica travel together (see `Coalescer`).
+            batcher = self._small_replicas.get(url)
+            if batcher is None:
+                send = partial(self._send_small_replicas, url)
+                batcher = self._small_replicas[url] = Coalescer(send, max_batch=64)
+            entry = ReplicaEntry(
+                meta.key,
+                sign_ticket(self.secret, ticket),
+                meta.modified,
+                meta.expires,
+                meta.content_type,
+                data,
+            )
+            return await batcher.call(entry)
         path = self._replica_path(meta.key, ticket, meta.modified, meta.expires)
         stored = None if data is not None else self.store.get(meta.key, meta.version)
         if data is None and stored is None:
@@ -516,6 +559,23 @@ class VolumeService:
             url + path, data=body, headers=headers, timeout=self._replica_timeout()
         ) as resp:
             return resp.status == 200
+
+    async def _send_small_replicas(
+        self, url: str, entries: list[ReplicaEntry]
+    ) -> list[bool | BaseException]:
+        path = "/internal/replicas"
+        headers = signed_headers(self.secret, "POST", path)
+        headers["Content-Type"] = "application/octet-stream"
+        async with self.client().post(
+            url + path,
+            data=pack_replicas(entries),
+            headers=headers,
+            timeout=self._replica_timeout(),
+        ) as resp:
+            if resp.status != 200:
+                return [False] * len(entries)
+            results = orjson.loads(await resp.read())["data"]["stored"]
+        return [bool(stored) for stored in results]
 
     async def _commit(
         self, meta: ValueMeta, nodes: tuple[str, ...], copies: int, condition: str

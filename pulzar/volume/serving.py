@@ -14,6 +14,7 @@ from typing import BinaryIO
 
 from aiohttp import web
 
+from pulzar.storage.records import ValueMeta
 from pulzar.storage.values import StoredValue
 
 
@@ -50,16 +51,21 @@ def _http_date(ts: float) -> str:
     return formatdate(ts, usegmt=True)
 
 
-async def value_response(request: web.Request, stored: StoredValue) -> web.StreamResponse:
-    meta = stored.meta
-    etag = f'"{meta.etag}"'
-    headers = {
-        "ETag": etag,
+def value_headers(meta: ValueMeta) -> dict[str, str]:
+    """The headers of every answer with a value (or a 304 for it)."""
+    return {
+        "ETag": f'"{meta.etag}"',
         "Last-Modified": _http_date(meta.modified),
         "Accept-Ranges": "bytes",
         "Content-Type": meta.content_type,
         "X-Pulzar-Version": str(meta.version),
     }
+
+
+async def value_response(request: web.Request, stored: StoredValue) -> web.StreamResponse:
+    meta = stored.meta
+    headers = value_headers(meta)
+    etag = headers["ETag"]
     inm = request.headers.get("If-None-Match")
     if inm is not None and (inm.strip() == "*" or etag in inm):
         return web.Response(status=304, headers=headers)

@@ -1,0 +1,296 @@
+"""The hottest requests answered straight from the socket; everything else by aiohttp.
+
+A GET of a key is most of a cluster's traffic: the master's 307 and the volume's small value.
+Through aiohttp each costs ~80 µs of CPU (request and response objects, routing, middlewares,
+header multidicts); the same answer written from the protocol costs a fraction of that. So a
+server's connections start on `FastPathProtocol`: a data chunk that holds exactly one plain
+`GET <route>...` head (HTTP/1.1, no body, no upgrade, nothing the answer must take into account
+beyond what the route reads) goes to the route's `answer`, which returns the complete response
+or None. Anything else — another route or method, a partial or pipelined head, a header such as
+`Range`, a miss, an error to report — hands the connection to aiohttp for good
+(`transport.set_protocol`), with the very bytes received: answers never reorder, and every
+behaviour beyond the hot answer (errors, envelopes, redirects back, auth refusals) stays in the
+one place that implements it. The fast answers are counted in the same metrics and written to
+the same access log.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from email.utils import formatdate
+from typing import Any, cast
+
+from aiohttp import web
+
+from pulzar.http.metrics import Record
+
+#: The route answers: given the path (raw, without the query), the raw query and the headers
+#: (lower-case names) and the time: `(status, the whole response, request id)`, or None to let
+#: aiohttp answer.
+FastAnswer = tuple[int, bytes, str] | None
+Answer = Callable[[str, str, dict[str, str], float], FastAnswer]
+
+_REFUSED_HEADERS = frozenset(("transfer-encoding", "expect", "upgrade"))
+_REASONS = {200: "OK", 307: "Temporary Redirect"}
+
+
+@dataclass(frozen=True, slots=True)
+class FastRoute:
+    #: The path prefix served (`/get_key/`), the route's name in the metrics, the answer.
+    prefix: str
+    route: str
+    answer: Answer
+
+
+@dataclass(slots=True)
+class FastPath:
+    """What a server answers from the socket, stored on its application (`FAST`)."""
+
+    routes: list[FastRoute]
+    record: Record | None = None
+
+
+FAST = web.AppKey("fast_path", FastPath)
+
+
+_date: tuple[int, bytes] = (-1, b"")
+
+
+def _http_date(second: int) -> bytes:
+    global _date
+    if _date[0] != second:
+        _date = (second, formatdate(second, usegmt=True).encode())
+    return _date[1]
+
+
+def response(status: int, headers: str, body: bytes = b"") -> bytes:
+    """A whole HTTP/1.1 response: `headers` are `Name: value\\r\\n` lines (ASCII)."""
+    date = _http_date(int(time.time()))
+    return b"".join(
+        (
+            f"HTTP/1.1 {status} {_REASONS.get(status, 'OK')}\r\n".encode(),
+            b"Date: ",
+            date,
+            f"\r\nServer: pulzar\r\nContent-Length: {len(body)}\r\n{headers}\r\n".encode(),
+            body,
+        )
+    )
+
+
+def parse_head(data: bytes) -> tuple[str, str, str, dict[str, str]] | None:
+    """(method, path, query, headers) of one complete, plain request head; None for anything
+    this module leaves to aiohttp."""
+    if not data.endswith(b"\r\n\r\n") or data.find(b"\r\n\r\n") != len(data) - 4:
+        return None  # partial, or more than one request in the chunk
+    lines = data[:-4].decode("latin-1").split("\r\n")
+    parts = lines[0].split(" ")
+    if len(parts) != 3 or parts[2] != "HTTP/1.1":
+        return None
+    method, target = parts[0], parts[1]
+    if not (target.startswith("/") and target.isascii() and target.isprintable()):
+        return None
+    headers: dict[str, str] = {}
+    for line in lines[1:]:
+        name, sep, value = line.partition(":")
+        if not sep or not name or not name.isascii() or not name.isprintable() or " " in name:
+            return None  # folded, malformed: let the real parser judge it
+        lower = name.lower()
+        if lower in headers or lower in _REFUSED_HEADERS:
+            return None
+        headers[lower] = value.strip(" \t")
+    if headers.get("content-length", "0") != "0":
+        return None
+    connection = headers.get("connection")
+    if connection is not None and connection.lower() != "keep-alive":
+        return None
+    path, _, query = target.partition("?")
+    return method, path, query, headers
+
+
+class FastPathProtocol(asyncio.Protocol):
+    """One connection: fast answers while they apply, then aiohttp's protocol for good."""
+
+    def __init__(
+        self,
+        fast: FastPath,
+        fallback: Callable[[], asyncio.Protocol],
+        keepalive: float,
+        access_log: logging.Logger | None,
+        connections: set[FastPathProtocol],
+    ) -> None:
+        self._fast = fast
+        self._fallback = fallback
+        self._keepalive = keepalive
+        self._log = access_log
+        self._connections = connections
+        self._transport: asyncio.Transport | None = None
+        self._last = 0.0
+        self._timer: asyncio.TimerHandle | None = None
+        self._paused = False
+
+    # -- asyncio.Protocol ---------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
+        self._connections.add(self)
+        loop = asyncio.get_running_loop()
+        self._last = loop.time()
+        self._timer = loop.call_later(self._keepalive, self._check_idle)
+
+    def data_received(self, data: bytes) -> None:
+        head = parse_head(data) if data.startswith(b"GET /") else None
+        if head is not None:
+            answered = self._answer(*head)
+            if answered:
+                return
+        self._hand_over(data)
+
+    def eof_received(self) -> bool:
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._stop()
+        self._transport = None
+
+    def pause_writing(self) -> None:
+        self._paused = True
+        if self._transport is not None:
+            self._transport.pause_reading()  # no new answers until the client reads
+
+    def resume_writing(self) -> None:
+        self._paused = False
+        if self._transport is not None:
+            self._transport.resume_reading()
+
+    # -- the two ways -------------------------------------------------------------------
+
+    def _answer(self, method: str, path: str, query: str, headers: dict[str, str]) -> bool:
+        if method != "GET":
+            return False
+        for route in self._fast.routes:
+            if path.startswith(route.prefix):
+                break
+        else:
+            return False
+        started = time.perf_counter()
+        answered = route.answer(path, query, headers, time.time())
+        if answered is None:
+            return False
+        status, data, rid = answered
+        assert self._transport is not None
+        self._transport.write(data)
+        self._last = asyncio.get_running_loop().time()
+        seconds = time.perf_counter() - started
+        body = len(data) - data.find(b"\r\n\r\n") - 4
+        if self._fast.record is not None:
+            self._fast.record(method, route.route, status, seconds, body)
+        if self._log is not None:
+            self._log_access(method, path, query, status, body, seconds, rid)
+        return True
+
+    def _hand_over(self, data: bytes) -> None:
+        """From here on the connection is aiohttp's, starting with `data`."""
+        transport = self._transport
+        self._stop()
+        if transport is None or transport.is_closing():
+            return
+        protocol = self._fallback()
+        transport.set_protocol(protocol)
+        protocol.connection_made(transport)
+        if self._paused:
+            transport.resume_reading()
+            protocol.pause_writing()
+        protocol.data_received(data)
+
+    def _stop(self) -> None:
+        self._connections.discard(self)
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _check_idle(self) -> None:
+        if self._transport is None:
+            return
+        loop = asyncio.get_running_loop()
+        idle = loop.time() - self._last
+        if idle >= self._keepalive:
+            self._transport.close()
+            self._stop()
+        else:
+            self._timer = loop.call_later(self._keepalive - idle, self._check_idle)
+
+    def close(self) -> None:
+        if self._transport is not None:
+            self._transport.close()
+        self._stop()
+
+    def _log_access(
+        self,
+        method: str,
+        path: str,
+        query: str,
+        status: int,
+        body: int,
+        seconds: float,
+        rid: str,
+    ) -> None:
+        assert self._log is not None and self._transport is not None
+        peer = self._transport.get_extra_info("peername")
+        target = f"{path}?{query}" if query else path
+        self._log.info(
+            '%s "%s %s HTTP/1.1" %d %d %.6fs rid=%s',
+            peer[0] if peer else "-",
+            method,
+            target,
+            status,
+            body,
+            seconds,
+            rid or "-",
+        )
+
+
+class FastSite(web.TCPSite):
+    """A TCP site whose connections start on the fast path of `fast`."""
+
+    def __init__(
+        self,
+        runner: web.AppRunner,
+        host: str,
+        port: int,
+        fast: FastPath,
+        *,
+        keepalive: float,
+        access_log: logging.Logger | None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(runner, host, port, **kwargs)
+        self._fast = fast
+        self._keepalive = keepalive
+        self._log = access_log
+        self._connections: set[FastPathProtocol] = set()
+
+    async def start(self) -> None:
+        await web.BaseSite.start(self)
+        server = self._runner.server
+        assert server is not None
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(
+            lambda: FastPathProtocol(
+                self._fast, server, self._keepalive, self._log, self._connections
+            ),
+            self._host,
+            self._port,
+            ssl=self._ssl_context,
+            backlog=self._backlog,
+            reuse_address=self._reuse_address,
+            reuse_port=self._reuse_port,
+        )
+
+    async def stop(self) -> None:
+        for connection in list(self._connections):
+            connection.close()
+        await super().stop()

@@ -1,0 +1,193 @@
+"""The fast path: hot GETs answered from the socket, everything else handed to aiohttp with the
+very bytes received, on a real socket on 127.0.0.1."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+from aiohttp import web
+
+from pulzar.http import metrics
+from pulzar.http.fastpath import FastAnswer, FastPath, FastRoute, FastSite, parse_head, response
+from pulzar.http.responses import error_middleware
+
+HOST = "127.0.0.1"
+
+
+def _answer(path: str, query: str, headers: dict[str, str], now: float) -> FastAnswer:
+    """Answers /hot/<name> from the socket, except /hot/cold (left to aiohttp)."""
+    if path == "/hot/cold":
+        return None
+    return 200, response(200, "X-Via: fast\r\n", path.encode()), "rid1"
+
+
+async def _slow(request: web.Request) -> web.Response:
+    body = await request.read()
+    return web.Response(text=f"slow {request.method} {request.path} {len(body)}")
+
+
+class Server:
+    def __init__(self, port: int, site: FastSite, app: web.Application) -> None:
+        self.port, self.site, self.app = port, site, app
+
+    async def connect(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        return await asyncio.open_connection(HOST, self.port)
+
+
+@pytest.fixture
+async def server(unused_tcp_port: int) -> AsyncIterator[Server]:
+    app = web.Application(middlewares=[error_middleware])
+    app.router.add_route("*", "/{tail:.*}", _slow)
+    metrics.setup(app, "test", lambda: [])
+    runner = web.AppRunner(app, keepalive_timeout=0.3)
+    await runner.setup()
+    fast = FastPath([FastRoute("/hot/", "/hot/{name}", _answer)], record=app[metrics.RECORD])
+    site = FastSite(runner, HOST, unused_tcp_port, fast, keepalive=0.3, access_log=None)
+    await site.start()
+    yield Server(unused_tcp_port, site, app)
+    await runner.cleanup()
+
+
+async def _read_response(reader: asyncio.StreamReader) -> tuple[int, dict[str, str], bytes]:
+    head = (await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)).decode("latin-1")
+    lines = head.split("\r\n")
+    status = int(lines[0].split(" ")[1])
+    headers = {
+        name.lower(): value.strip()
+        for name, _, value in (line.partition(":") for line in lines[1:] if line)
+    }
+    body = await asyncio.wait_for(reader.readexactly(int(headers["content-length"])), 5)
+    return status, headers, body
+
+
+def _get(path: str, extra: str = "") -> bytes:
+    return f"GET {path} HTTP/1.1\r\nHost: x\r\n{extra}\r\n".encode()
+
+
+async def test_a_hot_get_is_answered_from_the_socket_and_counted(server: Server) -> None:
+    reader, writer = await server.connect()
+    for _ in range(3):
+        writer.write(_get("/hot/a"))
+        status, headers, body = await _read_response(reader)
+        assert (status, headers["x-via"], body) == (200, "fast", b"/hot/a")
+        assert headers["server"] == "pulzar" and headers["date"].endswith("GMT")
+    writer.close()
+    registry = server.app[metrics.REGISTRY]
+    count = registry.get_sample_value(
+        "pulzar_requests_total",
+        {"process": "test", "method": "GET", "route": "/hot/{name}", "status": "200"},
+    )
+    assert count == 3
+
+
+async def test_a_declined_request_goes_to_aiohttp_and_the_connection_stays_with_it(
+    server: Server,
+) -> None:
+    reader, writer = await server.connect()
+    writer.write(_get("/hot/a"))
+    assert (await _read_response(reader))[2] == b"/hot/a"
+    writer.write(_get("/hot/cold"))
+    assert (await _read_response(reader))[2] == b"slow GET /hot/cold 0"
+    writer.write(_get("/hot/b"))  # aiohttp's connection now: no more fast answers on it
+    status, headers, body = await _read_response(reader)
+    assert (status, body, "x-via" in headers) == (200, b"slow GET /hot/b 0", False)
+    writer.close()
+
+
+@pytest.mark.parametrize(
+    "request_bytes, expected",
+    [
+        (b"PUT /hot/a HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc", b"slow PUT /hot/a 3"),
+        (b"GET /other HTTP/1.1\r\nHost: x\r\n\r\n", b"slow GET /other 0"),
+        (b"GET /hot/a HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nhi", b"slow GET /hot/a 2"),
+        (
+            b"GET /hot/a HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+            b"2\r\nhi\r\n0\r\n\r\n",
+            b"slow GET /hot/a 2",
+        ),
+        (b"GET /hot/a HTTP/1.0\r\nHost: x\r\n\r\n", b"slow GET /hot/a 0"),
+    ],
+)
+async def test_requests_the_fast_path_does_not_take_are_answered_by_aiohttp(
+    server: Server, request_bytes: bytes, expected: bytes
+) -> None:
+    reader, writer = await server.connect()
+    writer.write(request_bytes)
+    assert (await _read_response(reader))[2] == expected
+    writer.close()
+
+
+async def test_pipelined_requests_are_answered_in_order(server: Server) -> None:
+    reader, writer = await server.connect()
+    writer.write(_get("/hot/a") + _get("/hot/cold") + _get("/hot/c"))
+    bodies = [(await _read_response(reader))[2] for _ in range(3)]
+    assert bodies == [b"slow GET /hot/a 0", b"slow GET /hot/cold 0", b"slow GET /hot/c 0"]
+    writer.close()
+
+
+async def test_a_head_split_over_two_packets_is_still_answered(server: Server) -> None:
+    reader, writer = await server.connect()
+    data = _get("/hot/split")
+    writer.write(data[:10])
+    await writer.drain()
+    await asyncio.sleep(0.05)  # let the first half arrive on its own
+    writer.write(data[10:])
+    assert (await _read_response(reader))[2] == b"slow GET /hot/split 0"
+    writer.close()
+
+
+async def test_an_idle_fast_connection_is_closed_after_the_keepalive(server: Server) -> None:
+    reader, writer = await server.connect()
+    writer.write(_get("/hot/a"))
+    await _read_response(reader)
+    assert await asyncio.wait_for(reader.read(), 5) == b""  # closed by the server
+    writer.close()
+
+
+async def test_stopping_the_site_closes_open_fast_connections(server: Server) -> None:
+    reader, writer = await server.connect()
+    writer.write(_get("/hot/a"))
+    await _read_response(reader)
+    await asyncio.wait_for(server.site.stop(), 5)
+    assert await asyncio.wait_for(reader.read(), 5) == b""
+    writer.close()
+
+
+async def test_a_malformed_request_is_judged_by_aiohttps_parser(server: Server) -> None:
+    reader, writer = await server.connect()
+    writer.write(b"GARBAGE\r\n\r\n")
+    status, _, body = await _read_response(reader)
+    assert status == 400 and body
+    writer.close()
+
+
+@pytest.mark.parametrize(
+    "head",
+    [
+        b"GET /a HTTP/1.0\r\n\r\n",
+        b"GET /a HTTP/1.1\r\nX: 1\r\nX: 2\r\n\r\n",
+        b"GET /a HTTP/1.1\r\nConnection: close\r\n\r\n",
+        b"GET /a HTTP/1.1\r\nExpect: 100-continue\r\n\r\n",
+        b"GET /a HTTP/1.1\r\nUpgrade: websocket\r\n\r\n",
+        b"GET /a HTTP/1.1\r\nX: 1\r\n folded\r\n\r\n",
+        b"GET /a HTTP/1.1\r\nBad Name: 1\r\n\r\n",
+        b"GET /\xc3\xa9 HTTP/1.1\r\n\r\n",
+        b"GET /a HTTP/1.1\r\n",
+        b"GET /a HTTP/1.1\r\n\r\nGET /b HTTP/1.1\r\n\r\n",
+        b"GET a HTTP/1.1\r\n\r\n",
+    ],
+)
+def test_parse_head_leaves_anything_unusual_to_aiohttp(head: bytes) -> None:
+    assert parse_head(head) is None
+
+
+def test_parse_head_reads_a_plain_get() -> None:
+    head = b"GET /get_key/a?v=1&rid=x HTTP/1.1\r\nHost: h\r\nConnection: Keep-Alive\r\n\r\n"
+    assert parse_head(head) == (
+        "GET",
+        "/get_key/a",
+        "v=1&rid=x",
+        {"host": "h", "connection": "Keep-Alive"},
+    )
