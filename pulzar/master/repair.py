@@ -34,6 +34,9 @@ _BATCH = 1000
 # A pass sleeps this many times as long as each batch took: over a large index it takes at
 # most a quarter of the master's event loop, and heartbeats and reads go on between batches.
 _PAUSE = 3.0
+# A pass that found every key at R live copies is not repeated while nothing that could change
+# that has happened (see `Repairer.step`), except once in this many seconds, as a safety net.
+_RECHECK = 600.0
 
 
 @dataclass
@@ -91,6 +94,9 @@ class Repairer:
         self.progress = RepairProgress()
         self._slots = asyncio.Semaphore(max(1, parallel))
         self._bandwidth = _Bandwidth(bandwidth)
+        #: What the last pass that found nothing to do started from, and when.
+        self._clean: tuple[Any, ...] | None = None
+        self._clean_at = 0.0
 
     def gone(self, now: float) -> set[str]:
         """Nodes no longer counted as holders: dead for longer than the grace period, or
@@ -101,20 +107,37 @@ class Repairer:
             if n.draining or (n.state is NodeState.DEAD and now - n.last_seen >= self.grace)
         }
 
+    def _situation(self, now: float) -> tuple[Any, ...]:
+        """Everything a pass's findings depend on besides the keys' own writes: which nodes
+        are live, which no longer count, and the index's count of holder changes."""
+        live = frozenset(n.id for n in self.service.nodes.live())
+        return live, frozenset(self.gone(now)), self.service.index.holder_changes
+
     async def step(self, now: float) -> None:
-        """One pass over the index: repair what is under-replicated, then rebalance."""
+        """One pass over the index: repair what is under-replicated, then rebalance.
+
+        The pass walks every key, so it is skipped while the situation is the one in which
+        the last pass found every key at R live copies: no node came, went or died, and no
+        write since left a key short (writes that do bump `Index.holder_changes`)."""
         self.progress.running = True
         try:
-            await self._repair_pass(now)
+            situation = self._situation(now)
+            if situation != self._clean or now - self._clean_at >= _RECHECK:
+                if await self._repair_pass(now):
+                    self._clean, self._clean_at = situation, now
+                else:
+                    self._clean = None
             await self._rebalance(now)
         finally:
             self.progress.running = False
             self.progress.last_pass = time.time()
 
-    async def _repair_pass(self, now: float) -> None:
+    async def _repair_pass(self, now: float) -> bool:
+        """True when every key was found at R live copies (nothing to do)."""
         gone = self.gone(now)
         live = {n.id: n for n in self.service.nodes.live()}
         under = unavailable = 0
+        repaired = False
         after: str | None = None
         while True:
             started = time.perf_counter()
@@ -129,12 +152,14 @@ class Repairer:
                     under += 1
                 if len(holders) < len(record.nodes) or len(holders) < record.copies:
                     jobs.append(self._repair(record, holders, gone, live))
+            repaired = repaired or bool(jobs)
             await asyncio.gather(*jobs)
             if after is None:
                 break
             await asyncio.sleep(_PAUSE * (time.perf_counter() - started))
         self.progress.under_replicated = under
         self.progress.unavailable = unavailable
+        return not (under or unavailable or repaired)
 
     async def _set_nodes(self, record: KeyRecord, nodes: tuple[str, ...]) -> bool:
         return await self.service.index.set_nodes(record.meta.key, record.meta.version, nodes)

@@ -88,6 +88,11 @@ class Index:
             self.cluster_id = bytes(txn.get(_CLUSTER) or b"").decode()
         self._versions = Sequence(self.env, self._writer, self._meta, _CEILING, _VERSION_BLOCK)
         self._versions.reserve_sync()
+        #: Counts the writes that may have left a key with fewer holders than its copies (a
+        #: commit short of R, a change of holders, a restore): repair passes only when it moved
+        #: or the nodes changed. Bumped once the write is done, so a pass that starts after it
+        #: sees the write.
+        self.holder_changes = 0
 
     @property
     def writer(self) -> GroupCommitter:
@@ -230,7 +235,10 @@ class Index:
                 txn.put(_expiry_key(record.meta.expires, key), b"", db=self._expiry)
             return CommitResult(True, record, stored)
 
-        return await self._writer.write(op)
+        result = await self._writer.write(op)
+        if result.applied and len(record.nodes) < record.copies:
+            self.holder_changes += 1
+        return result
 
     async def delete(
         self, key: str, version: int, now: float, *, expired_only: bool = False
@@ -269,7 +277,9 @@ class Index:
             txn.put(kb, pack_key_record(record.with_nodes(nodes)), db=self._keys)
             return True
 
-        return await self._writer.write(op)
+        changed = await self._writer.write(op)
+        self.holder_changes += 1
+        return changed
 
     async def adopt_cluster_id(self, cluster_id: str) -> None:
         """Take the identity of the cluster whose volumes this index was rebuilt from."""
@@ -303,6 +313,7 @@ class Index:
                 txn.put(stored_key(name), _TOMB.pack(version, 0), db=self._tombs)
 
         await self._writer.write(op)
+        self.holder_changes += 1
         await self.ensure_version_above(highest_version)
 
     async def ensure_version_above(self, version: int) -> None:
