@@ -1,5 +1,6 @@
-"""The job channel: one WebSocket between the master and a volume for the job system's frequent
-messages, runs to the volume and their events back to the master.
+"""The job channel: one WebSocket between the master and a volume for frequent messages: runs
+to the volume, their events back to the master, and the volume's commits of written values
+(`commits`, the same batches as `POST /internal/commits`).
 
 Each side can send a request (`{"req": n, "kind": ..., ...}`) and await its answer
 (`{"re": n, "data": ...}` or `{"re": n, "error": "..."}`): the same exchanges as the signed HTTP
@@ -7,6 +8,10 @@ calls `POST /internal/jobs` (volume) and `POST /internal/jobs/events` (master), 
 the fallback while no channel is up, without an HTTP request's cost (a frame each way instead of
 a request with its headers, routing and middlewares): about half of a launch-to-start latency
 was that one request.
+
+A message is a JSON object, or, when a request carries bytes (`payload`), a zero byte, the
+length of the JSON object (4 bytes, big-endian), the object and the bytes; the handler finds
+them under `"payload"`. Volumes use the same channels between themselves for small replicas.
 
 The volume opens the channel (signed, like its heartbeat) and says who it is in its first
 message. When the connection drops, every request waiting on it fails, and the caller does what
@@ -19,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import struct
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -33,6 +39,23 @@ PATH = "/internal/jobs/channel"
 #: Answers one request (`kind` and its fields); what it returns is the answer's `data`.
 Handler = Callable[[dict[str, Any]], Awaitable[Any]]
 WebSocket = web.WebSocketResponse | aiohttp.ClientWebSocketResponse
+
+
+_LENGTH = struct.Struct(">I")
+
+
+def _decode(raw: bytes) -> dict[str, Any]:
+    if raw[:1] != b"\x00":
+        data = orjson.loads(raw)
+    else:
+        (length,) = _LENGTH.unpack_from(raw, 1)
+        start = 1 + _LENGTH.size
+        data = orjson.loads(raw[start : start + length])
+        if isinstance(data, dict):
+            data["payload"] = raw[start + length :]
+    if not isinstance(data, dict):
+        raise TypeError("a message must be a JSON object")
+    return data
 
 
 class ChannelClosed(ConnectionError):
@@ -52,17 +75,22 @@ class Channel:
         self._tasks: set[asyncio.Task[None]] = set()
         self.closed = False
 
-    async def request(self, kind: str, body: dict[str, Any], timeout: float) -> Any:
-        """Send a request and return the answer's data (raises ChannelClosed, ChannelError,
-        TimeoutError)."""
+    async def request(
+        self, kind: str, body: dict[str, Any], timeout: float, payload: bytes | None = None
+    ) -> Any:
+        """Send a request (with `payload` bytes beside its JSON, if given) and return the
+        answer's data (raises ChannelClosed, ChannelError, TimeoutError)."""
         if self.closed:
             raise ChannelClosed("the job channel is closed")
         self._next += 1
         number = self._next
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._waiting[number] = future
+        message = orjson.dumps({**body, "req": number, "kind": kind})
+        if payload is not None:
+            message = b"".join((b"\x00", _LENGTH.pack(len(message)), message, payload))
         try:
-            await self.ws.send_bytes(orjson.dumps({**body, "req": number, "kind": kind}))
+            await self.ws.send_bytes(message)
             return await asyncio.wait_for(future, timeout)
         except (ConnectionError, RuntimeError, aiohttp.ClientError) as exc:
             if isinstance(exc, ChannelError):
@@ -78,8 +106,8 @@ class Channel:
                 if msg.type is not aiohttp.WSMsgType.BINARY:
                     continue
                 try:
-                    data = orjson.loads(msg.data)
-                except orjson.JSONDecodeError:
+                    data = _decode(msg.data)
+                except (orjson.JSONDecodeError, struct.error, TypeError):
                     log.warning("job channel: a message that is not JSON; ignored")
                     continue
                 if "re" in data:

@@ -207,13 +207,17 @@ async def commit(request: web.Request) -> web.Response:
 
 @routes.post("/internal/commits")
 async def commits(request: web.Request) -> web.Response:
-    """Several commits in one request (a volume under load batches them), each applied on its
-    own (they share the index's group commit). The answer lists, in order, `{"applied": ..}`
-    or the commit's error as `{"status": code, "msg": ..}`."""
+    """Several commits in one request (a volume under load batches them); see `apply_commits`."""
     entries = (await _signed_json(request)).get("commits")
+    return envelope({"results": await apply_commits(_svc(request), entries, time.time())})
+
+
+async def apply_commits(svc: MasterService, entries: Any, now: float) -> list[dict[str, Any]]:
+    """Apply each commit on its own (they share the index's group commit). The answer lists,
+    in order, `{"applied": ..}` or the commit's error as `{"status": code, "msg": ..}`. Also
+    what the volumes' channel (`pulzar.jobs.channel`) answers to a `commits` request."""
     if not isinstance(entries, list):
         raise BadRequest("'commits' must be a list of commits")
-    svc, now = _svc(request), time.time()
 
     async def one(entry: Any) -> dict[str, Any]:
         try:
@@ -225,7 +229,7 @@ async def commits(request: web.Request) -> web.Response:
             return {"status": exc.status, "msg": exc.message}
         return {"applied": result.applied}
 
-    return envelope({"results": await asyncio.gather(*(one(e) for e in entries))})
+    return list(await asyncio.gather(*(one(e) for e in entries)))
 
 
 @routes.post("/internal/lookup")

@@ -21,7 +21,7 @@ from pulzar.jobs.catalog import Catalog
 from pulzar.jobs.model import JobState
 from pulzar.jobs.service import JobService
 from pulzar.jobs.store import JobStore
-from pulzar.master.app import SERVICE
+from pulzar.master.app import SERVICE, apply_commits
 from pulzar.master.service import MasterService
 
 log = logging.getLogger(__name__)
@@ -99,8 +99,9 @@ async def all_jobs(request: web.Request) -> web.Response:
     assert limit is not None
     names, page = svc.node_names(), []
     for record in svc.store.jobs(newest_first=True, after=after):
-        page.append((svc.active.get(record.id) or svc.saving.get(record.id) or record)
-                    .summary(names))
+        page.append(
+            (svc.active.get(record.id) or svc.saving.get(record.id) or record).summary(names)
+        )
         if len(page) >= limit:
             break
     next_after = page[-1]["job_id"] if len(page) == limit else None
@@ -182,10 +183,14 @@ async def channel(request: web.Request) -> web.WebSocketResponse:
     svc = _jobs(request)
 
     async def handle(data: dict[str, Any]) -> Any:
-        if data.get("kind") != "events":
-            raise BadRequest(f"unknown request {data.get('kind')!r}")
-        await svc.on_events(node, list(data["events"]), time.time())
-        return None
+        kind = data.get("kind")
+        if kind == "events":
+            await svc.on_events(node, list(data["events"]), time.time())
+            return None
+        if kind == "commits":
+            master = request.app[SERVICE]
+            return {"results": await apply_commits(master, data.get("commits"), time.time())}
+        raise BadRequest(f"unknown request {kind!r}")
 
     link = job_channel.Channel(ws, handle)
     channels = request.app[CHANNELS]

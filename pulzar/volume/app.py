@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
+from typing import Any
 from urllib.parse import quote
 
 import orjson
@@ -18,11 +20,15 @@ from pulzar.http.fastpath import FastAnswer, FastRoute
 from pulzar.http.internal import check_signed
 from pulzar.http.keys import key_from, ttl_days_from
 from pulzar.http.responses import envelope, query_int
+from pulzar.jobs.channel import Channel
+from pulzar.volume import peers
 from pulzar.volume.batching import ReplicaEntry, unpack_replicas
 from pulzar.volume.service import Upload, VolumeService, dump_entry
 from pulzar.volume.serving import value_headers, value_response
 
 SERVICE = web.AppKey("service", VolumeService)
+#: The channels other volumes opened to this one (closed at shutdown).
+PEER_CHANNELS: web.AppKey[set[Channel]] = web.AppKey("peer_channels")
 #: The largest body of `POST /internal/replicas` (64 values of up to 64 KiB, and their list).
 REPLICA_BATCH_MAX = 8 * 1024 * 1024
 log = logging.getLogger(__name__)
@@ -145,14 +151,51 @@ async def replica(request: web.Request) -> web.Response:
 
 @routes.post("/internal/replicas")
 async def replicas(request: web.Request) -> web.Response:
-    """Small replicas batched by a primary (`pack_replicas`): each is checked and stored on
-    its own (they share the store's group commit); `stored` says which were, in order."""
+    """Small replicas batched by a primary (`pack_replicas`), when its channel to this volume
+    is down (see `pulzar.volume.peers`)."""
     svc = _svc(request)
     check_signed(request, svc.secret)
     length = request.content_length
     if length is None or length > REPLICA_BATCH_MAX:
         raise BadRequest(f"a replica batch needs a Content-Length of at most {REPLICA_BATCH_MAX}")
     entries = unpack_replicas(await request.content.readexactly(length))
+    return envelope({"stored": await store_replicas(svc, entries)})
+
+
+@routes.get(peers.PATH)
+async def peer_channel(request: web.Request) -> web.WebSocketResponse:
+    """A primary's channel to this volume, for batches of small replicas."""
+    svc = _svc(request)
+    check_signed(request, svc.secret)
+    ws = web.WebSocketResponse(max_msg_size=REPLICA_BATCH_MAX)
+    await ws.prepare(request)
+
+    async def handle(data: dict[str, Any]) -> Any:
+        payload = data.get("payload")
+        if data.get("kind") != "replicas" or not isinstance(payload, bytes):
+            raise BadRequest("the channel takes only 'replicas' with their bytes")
+        return {"stored": await store_replicas(svc, unpack_replicas(payload))}
+
+    link = Channel(ws, handle)
+    request.app[PEER_CHANNELS].add(link)
+    try:
+        await link.serve()
+    finally:
+        request.app[PEER_CHANNELS].discard(link)
+    return ws
+
+
+async def close_peer_channels(app: web.Application) -> None:
+    """At shutdown: an open channel would hold the server for its whole shutdown timeout."""
+    links: set[Channel] = app[PEER_CHANNELS]
+    for link in list(links):
+        with contextlib.suppress(Exception):
+            await link.close()
+
+
+async def store_replicas(svc: VolumeService, entries: list[ReplicaEntry]) -> list[bool]:
+    """Check and store each replica on its own (they share the store's group commit); which
+    were stored, in order."""
     now = time.time()
 
     async def one(entry: ReplicaEntry) -> bool:
@@ -171,7 +214,7 @@ async def replicas(request: web.Request) -> web.Response:
             return False
         return True
 
-    return envelope({"stored": await asyncio.gather(*(one(e) for e in entries))})
+    return list(await asyncio.gather(*(one(e) for e in entries)))
 
 
 @routes.get("/internal/dump")

@@ -82,14 +82,14 @@ def setup_jobs(app: web.Application, service: VolumeService) -> JobRunner:
                     service.master + job_channel.PATH, headers=headers, max_msg_size=0
                 ) as ws:
                     await ws.send_bytes(orjson.dumps({"node": service.node_id, "url": service.url}))
-                    link = job_channel.Channel(ws, handle)
+                    link = service.master_channel = job_channel.Channel(ws, handle)
                     await link.serve()
             except (aiohttp.ClientError, OSError, TimeoutError) as exc:
                 log.debug("job channel to %s not up (%s); retrying", service.master, exc)
             except Exception:
                 log.exception("job channel failed; retrying")
             finally:
-                link = None
+                link = service.master_channel = None
             await asyncio.sleep(config.timers.reconnect)
 
     runner = JobRunner(

@@ -19,7 +19,13 @@ from pulzar.http.cors import dashboard_origins, enable_cors
 from pulzar.http.fastpath import FAST, FastPath
 from pulzar.http.serve import every
 from pulzar.storage.values import ValueStore
-from pulzar.volume.app import SERVICE, fast_get_key, routes
+from pulzar.volume.app import (
+    PEER_CHANNELS,
+    SERVICE,
+    close_peer_channels,
+    fast_get_key,
+    routes,
+)
 from pulzar.volume.gauges import volume_gauges
 from pulzar.volume.heartbeat import run_heartbeat
 from pulzar.volume.job_routes import setup_jobs
@@ -68,6 +74,8 @@ def create_app(config: Config) -> web.Application:
     app = web.Application(middlewares=middlewares(policy), client_max_size=1024**2)
     app[SERVICE] = service
     app.add_routes(routes)
+    app[PEER_CHANNELS] = set()
+    app.on_shutdown.append(close_peer_channels)
     if policy.reads_need_no_token:
         app[FAST] = FastPath([fast_get_key(service)])
     enable_cors(app, dashboard_origins(config.volume.master))

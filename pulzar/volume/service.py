@@ -44,11 +44,13 @@ from pulzar.core.errors import (
 from pulzar.core.tickets import WriteTicket, sign_ticket
 from pulzar.http import tls
 from pulzar.http.internal import signed_headers
+from pulzar.jobs.channel import Channel, ChannelClosed, ChannelError
 from pulzar.storage.lmdbenv import storage_error
 from pulzar.storage.records import ValueMeta
 from pulzar.storage.values import BlobWriter, StoredValue, ValueStore
 from pulzar.volume.batching import Coalescer, ReplicaEntry, pack_replicas
 from pulzar.volume.feed import UploadFeed
+from pulzar.volume.peers import PeerLinks
 
 log = logging.getLogger(__name__)
 
@@ -126,6 +128,10 @@ def _meta(
     )
 
 
+#: Seconds the master has to answer a batch of commits sent over the channel.
+COMMIT_TIMEOUT = 60.0
+
+
 class VolumeService:
     def __init__(self, config: Config, store: ValueStore, secret: str, node_id: str) -> None:
         self.config = config
@@ -148,6 +154,10 @@ class VolumeService:
         self._commits: Coalescer[dict[str, Any], dict[str, Any]] = Coalescer(self._send_commits)
         self._finalizes: dict[str, Coalescer[tuple[str, int], None]] = {}
         self._small_replicas: dict[str, Coalescer[ReplicaEntry, bool]] = {}
+        #: The channel to the master while it is up (`pulzar.jobs.channel`; opened with the
+        #: job runner): commits go over it, else over HTTP.
+        self.master_channel: Channel | None = None
+        self.peers = PeerLinks(self.client, secret, config.timers.reconnect)
         #: More fields for the heartbeat (the job runner's counts).
         self.extra_stats: list[Callable[[], dict[str, Any]]] = []
 
@@ -160,6 +170,7 @@ class VolumeService:
         return self._session
 
     async def close(self) -> None:
+        await self.peers.close()
         if self._session is not None:
             await self._session.close()
 
@@ -563,14 +574,23 @@ class VolumeService:
     async def _send_small_replicas(
         self, url: str, entries: list[ReplicaEntry]
     ) -> list[bool | BaseException]:
+        """Over the channel to the replica when it is up (see `pulzar.volume.peers`), else in
+        one HTTP request. A failure of either raises (each replica then goes to a spare)."""
+        body = pack_replicas(entries)
+        link = self.peers.get(url)
+        if link is not None:
+            timeout = self.config.timers.replica_timeout
+            try:
+                answer = await link.request("replicas", {}, timeout, payload=body)
+            except ChannelError as exc:
+                log.warning("replicas refused by %s: %s", url, exc)
+                return [False] * len(entries)
+            return [bool(stored) for stored in answer["stored"]]
         path = "/internal/replicas"
         headers = signed_headers(self.secret, "POST", path)
         headers["Content-Type"] = "application/octet-stream"
         async with self.client().post(
-            url + path,
-            data=pack_replicas(entries),
-            headers=headers,
-            timeout=self._replica_timeout(),
+            url + path, data=body, headers=headers, timeout=self._replica_timeout()
         ) as resp:
             if resp.status != 200:
                 return [False] * len(entries)
@@ -594,7 +614,17 @@ class VolumeService:
     ) -> list[dict[str, Any] | BaseException]:
         """One request to the master for the commits that gathered while the last one was on
         its way (see `Coalescer`); each gets its own answer or error."""
-        answer = await self.call_master("POST", "/internal/commits", {"commits": bodies})
+        link = self.master_channel
+        if link is not None and not link.closed:
+            try:
+                answer = await link.request("commits", {"commits": bodies}, COMMIT_TIMEOUT)
+            except (ChannelClosed, TimeoutError) as exc:
+                # Maybe committed, maybe not: like an HTTP call that got no answer.
+                raise Unavailable(f"master unreachable: {exc}") from exc
+            except ChannelError as exc:
+                raise error_for_status(500, str(exc)) from exc
+        else:
+            answer = await self.call_master("POST", "/internal/commits", {"commits": bodies})
         results: list[dict[str, Any] | BaseException] = []
         for result in answer["results"]:
             if "applied" in result:

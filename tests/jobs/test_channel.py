@@ -97,3 +97,20 @@ async def test_a_request_times_out_when_no_answer_comes(ends):
     _, client, _ = ends
     with pytest.raises(TimeoutError):
         await client.request("slow", {}, 0.1)
+
+
+async def test_a_request_can_carry_bytes_beside_its_json(ends):
+    e, client, _ = ends
+    payload = bytes(range(256)) * 100 + b"\x00{"
+    assert await client.request("echo", {"n": 7}, 5, payload=payload) == {"echo": 7}
+    assert e.server_seen[-1]["payload"] == payload and e.server_seen[-1]["n"] == 7
+    assert await client.request("echo", {"n": 8}, 5) == {"echo": 8}
+    assert "payload" not in e.server_seen[-1]
+
+
+async def test_a_message_that_is_not_an_object_is_ignored(ends):
+    e, client, ws = ends
+    await ws.send_bytes(b"[1, 2]")
+    await ws.send_bytes(b"\x00\x00\x00\x00\x03[1]")
+    assert await client.request("echo", {"n": 9}, 5) == {"echo": 9}
+    assert [seen["n"] for seen in e.server_seen] == [9]
