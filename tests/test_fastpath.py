@@ -43,7 +43,11 @@ async def server(unused_tcp_port: int) -> AsyncIterator[Server]:
     metrics.setup(app, "test", lambda: [])
     runner = web.AppRunner(app, keepalive_timeout=0.3)
     await runner.setup()
-    fast = FastPath([FastRoute("/hot/", "/hot/{name}", _answer)], record=app[metrics.RECORD])
+    routes = [
+        FastRoute("/hot/", "/hot/{name}", _answer),
+        FastRoute("/put/", "/put/{name}", _answer, "PUT", skip_body=100),
+    ]
+    fast = FastPath(routes, record=app[metrics.RECORD])
     site = FastSite(runner, HOST, unused_tcp_port, fast, keepalive=0.3, access_log=None)
     await site.start()
     yield Server(unused_tcp_port, site, app)
@@ -119,6 +123,27 @@ async def test_requests_the_fast_path_does_not_take_are_answered_by_aiohttp(
     writer.close()
 
 
+async def test_a_fast_answer_to_a_put_reads_past_its_body(server: Server) -> None:
+    reader, writer = await server.connect()
+    writer.write(b"PUT /put/a HTTP/1.1\r\nHost: x\r\nContent-Length: 50\r\n\r\n" + b"x" * 20)
+    status, headers, body = await _read_response(reader)
+    assert (status, headers["x-via"], body) == (200, "fast", b"/put/a")
+    writer.write(b"y" * 30)  # the rest of the body, then the next request
+    await writer.drain()
+    await asyncio.sleep(0.05)
+    writer.write(_get("/hot/after"))
+    status, headers, body = await _read_response(reader)
+    assert (status, headers["x-via"], body) == (200, "fast", b"/hot/after")
+    writer.close()
+
+
+async def test_a_put_with_a_larger_body_goes_to_aiohttp(server: Server) -> None:
+    reader, writer = await server.connect()
+    writer.write(b"PUT /put/a HTTP/1.1\r\nHost: x\r\nContent-Length: 101\r\n\r\n" + b"x" * 101)
+    assert (await _read_response(reader))[2] == b"slow PUT /put/a 101"
+    writer.close()
+
+
 async def test_pipelined_requests_are_answered_in_order(server: Server) -> None:
     reader, writer = await server.connect()
     writer.write(_get("/hot/a") + _get("/hot/cold") + _get("/hot/c"))
@@ -190,4 +215,14 @@ def test_parse_head_reads_a_plain_get() -> None:
         "/get_key/a",
         "v=1&rid=x",
         {"host": "h", "connection": "Keep-Alive"},
+        0,
+        0,
     )
+
+
+def test_parse_head_counts_the_body_that_came_with_the_head() -> None:
+    head = b"PUT /k HTTP/1.1\r\nContent-Length: 10\r\n\r\nabc"
+    parsed = parse_head(head)
+    assert parsed is not None and (parsed.length, parsed.received) == (10, 3)
+    assert parse_head(b"PUT /k HTTP/1.1\r\nContent-Length: 2\r\n\r\nabc") is None
+    assert parse_head(b"PUT /k HTTP/1.1\r\nContent-Length: -2\r\n\r\n") is None

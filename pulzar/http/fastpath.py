@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from email.utils import formatdate
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
 from aiohttp import web
 
@@ -35,6 +35,7 @@ FastAnswer = tuple[int, bytes, str] | None
 Answer = Callable[[str, str, dict[str, str], float], FastAnswer]
 
 _REFUSED_HEADERS = frozenset(("transfer-encoding", "expect", "upgrade"))
+_FAST_METHODS = (b"GET /", b"PUT /")
 _REASONS = {200: "OK", 307: "Temporary Redirect"}
 
 
@@ -44,6 +45,9 @@ class FastRoute:
     prefix: str
     route: str
     answer: Answer
+    method: str = "GET"
+    #: Bodies up to this size are read past (not given to `answer`); larger ones go to aiohttp.
+    skip_body: int = 0
 
 
 @dataclass(slots=True)
@@ -81,12 +85,24 @@ def response(status: int, headers: str, body: bytes = b"") -> bytes:
     )
 
 
-def parse_head(data: bytes) -> tuple[str, str, str, dict[str, str]] | None:
-    """(method, path, query, headers) of one complete, plain request head; None for anything
-    this module leaves to aiohttp."""
-    if not data.endswith(b"\r\n\r\n") or data.find(b"\r\n\r\n") != len(data) - 4:
-        return None  # partial, or more than one request in the chunk
-    lines = data[:-4].decode("latin-1").split("\r\n")
+class Head(NamedTuple):
+    method: str
+    path: str
+    query: str
+    headers: dict[str, str]
+    #: The body's length (Content-Length) and how much of it came with the head.
+    length: int
+    received: int
+
+
+def parse_head(data: bytes) -> Head | None:
+    """One complete, plain request head at the start of `data`, followed by at most its own
+    body; None for anything this module leaves to aiohttp (a partial head, a second request,
+    chunked bodies, `Expect`, `Upgrade`, `Connection: close`, anything unusual)."""
+    end = data.find(b"\r\n\r\n")
+    if end < 0:
+        return None
+    lines = data[:end].decode("latin-1").split("\r\n")
     parts = lines[0].split(" ")
     if len(parts) != 3 or parts[2] != "HTTP/1.1":
         return None
@@ -102,13 +118,17 @@ def parse_head(data: bytes) -> tuple[str, str, str, dict[str, str]] | None:
         if lower in headers or lower in _REFUSED_HEADERS:
             return None
         headers[lower] = value.strip(" \t")
-    if headers.get("content-length", "0") != "0":
+    raw_length = headers.get("content-length", "0")
+    if not (raw_length.isascii() and raw_length.isdigit()):
         return None
+    length, received = int(raw_length), len(data) - end - 4
+    if received > length:
+        return None  # the next request is already here: pipelining is aiohttp's
     connection = headers.get("connection")
     if connection is not None and connection.lower() != "keep-alive":
         return None
     path, _, query = target.partition("?")
-    return method, path, query, headers
+    return Head(method, path, query, headers, length, received)
 
 
 class FastPathProtocol(asyncio.Protocol):
@@ -131,6 +151,7 @@ class FastPathProtocol(asyncio.Protocol):
         self._last = 0.0
         self._timer: asyncio.TimerHandle | None = None
         self._paused = False
+        self._skip = 0
 
     # -- asyncio.Protocol ---------------------------------------------------------------
 
@@ -142,11 +163,17 @@ class FastPathProtocol(asyncio.Protocol):
         self._timer = loop.call_later(self._keepalive, self._check_idle)
 
     def data_received(self, data: bytes) -> None:
-        head = parse_head(data) if data.startswith(b"GET /") else None
-        if head is not None:
-            answered = self._answer(*head)
-            if answered:
+        if self._skip:
+            # The rest of a body that a fast answer did not need.
+            skipped = min(self._skip, len(data))
+            self._skip -= skipped
+            data = data[skipped:]
+            if not data:
                 return
+        head = parse_head(data) if data[:5] in _FAST_METHODS else None
+        if head is not None and self._answer(head):
+            self._skip = head.length - head.received
+            return
         self._hand_over(data)
 
     def eof_received(self) -> bool:
@@ -168,16 +195,17 @@ class FastPathProtocol(asyncio.Protocol):
 
     # -- the two ways -------------------------------------------------------------------
 
-    def _answer(self, method: str, path: str, query: str, headers: dict[str, str]) -> bool:
-        if method != "GET":
-            return False
+    def _answer(self, head: Head) -> bool:
+        method, path, query = head.method, head.path, head.query
         for route in self._fast.routes:
-            if path.startswith(route.prefix):
+            if method == route.method and path.startswith(route.prefix):
                 break
         else:
             return False
+        if head.length > route.skip_body:
+            return False
         started = time.perf_counter()
-        answered = route.answer(path, query, headers, time.time())
+        answered = route.answer(path, query, head.headers, time.time())
         if answered is None:
             return False
         status, data, rid = answered

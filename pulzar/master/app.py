@@ -84,13 +84,39 @@ def fast_get_key(svc: MasterService) -> FastRoute:
             url, _ = svc.locate(parse_key(path[8:]), now)
         except PulzarError:
             return None
-        rid = headers.get("x-request-id", "")
-        if not (rid.isascii() and rid.isprintable()) or not rid:
-            rid = new_request_id()
+        rid = _fast_request_id(headers)
         location = f"Location: {url}&rid={rid}\r\n{REQUEST_ID}: {rid}\r\n"
         return 307, fastpath.response(307, location), rid
 
     return FastRoute("/get_key/", "/get_key/{key}", answer)
+
+
+def fast_put_key(svc: MasterService) -> FastRoute:
+    """`put_key`'s 307 answered from the socket for a plain write (no query, no condition) of
+    a body up to `DRAIN_LIMIT`, which is read past; everything else is left to `put_key`."""
+
+    def answer(path: str, query: str, headers: dict[str, str], now: float) -> FastAnswer:
+        if query or "if-match" in headers or "if-none-match" in headers:
+            return None
+        rid = _fast_request_id(headers)
+        length = headers.get("content-length")
+        try:
+            key = parse_key(path[8:])
+            size = None if length is None else int(length)
+            plan = svc.plan_write_now(key, size=size, request_id=rid, now=now)
+        except PulzarError:
+            return None
+        if plan is None:
+            return None
+        location = f"Location: {plan.url}\r\n{REQUEST_ID}: {rid}\r\n"
+        return 307, fastpath.response(307, location), rid
+
+    return FastRoute("/add_key/", "/add_key/{key}", answer, "PUT", DRAIN_LIMIT)
+
+
+def _fast_request_id(headers: dict[str, str]) -> str:
+    given = headers.get("x-request-id", "")
+    return given if given and given.isascii() and given.isprintable() else new_request_id()
 
 
 @routes.delete("/delete_key/{key:(?s:.*)}")

@@ -20,7 +20,7 @@ from pulzar.http.auth import AccessPolicy, middlewares
 from pulzar.http.fastpath import FAST, FastPath
 from pulzar.http.serve import every
 from pulzar.master import maintenance
-from pulzar.master.app import CONNECTIONS, REPAIR, SERVICE, add_routes, fast_get_key
+from pulzar.master.app import CONNECTIONS, REPAIR, SERVICE, add_routes, fast_get_key, fast_put_key
 from pulzar.master.backup_routes import add_backup_routes
 from pulzar.master.extension_routes import add_extension_routes
 from pulzar.master.gauges import master_gauges
@@ -78,8 +78,11 @@ def create_app(config: Config, restore_from: list[str] | None = None) -> web.App
     app[REPAIR] = repairer
     app[CONNECTIONS] = {}
     add_routes(app)
-    if policy.reads_need_no_token:
-        app[FAST] = FastPath([fast_get_key(service)])
+    fast = [fast_get_key(service)] if policy.reads_need_no_token else []
+    if not policy.token:
+        fast.append(fast_put_key(service))
+    if fast:
+        app[FAST] = FastPath(fast)
     add_extension_routes(app, service)
     maintenance.setup(app)
     jobs = setup_jobs(app, service)

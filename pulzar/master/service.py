@@ -101,6 +101,37 @@ class MasterService:
         The condition is checked here to fail early, and again atomically at commit.
         `restoring` (a backup's metadata) keeps the value's version and times.
         """
+        if restoring is not None:
+            await self.index.ensure_version_above(restoring.version)
+            version = restoring.version
+        else:
+            version = await self.index.next_version()
+        return self._plan(
+            key, size, ttl_days, replicas, condition, request_id, now, version, restoring
+        )
+
+    def plan_write_now(
+        self, key: str, *, size: int | None, request_id: str, now: float
+    ) -> WritePlan | None:
+        """`plan_write` of a plain write (no TTL, R or condition asked), when the version
+        needs no write first; else None."""
+        version = self.index.next_version_now()
+        if version is None:
+            return None
+        return self._plan(key, size, None, None, "", request_id, now, version, None)
+
+    def _plan(
+        self,
+        key: str,
+        size: int | None,
+        ttl_days: float | None,
+        replicas: int | None,
+        condition: str,
+        request_id: str,
+        now: float,
+        version: int,
+        restoring: ValueMeta | None,
+    ) -> WritePlan:
         if size is not None and size > self.max_bytes:
             raise PayloadTooLarge(
                 f"value of {size} bytes is over the limit of {self.config.general.maxsize} MiB"
@@ -110,11 +141,9 @@ class MasterService:
         copies, quorum = self.replicas_for(replicas)
         # Two spares beyond R take a copy when a chosen replica cannot be reached.
         chosen = self.choose_nodes(key, size or 0, quorum, copies + 2)
-        if restoring is not None:
-            await self.index.ensure_version_above(restoring.version)
         ticket = WriteTicket(
             key=key,
-            version=restoring.version if restoring else await self.index.next_version(),
+            version=version,
             nodes=tuple(n.id for n in chosen),
             urls=tuple(n.url for n in chosen),
             expires_at=now + self.config.security.ticket_ttl,

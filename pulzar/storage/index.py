@@ -109,6 +109,10 @@ class Index:
         """A version larger than any handed out before, across restarts."""
         return await self._versions.next()
 
+    def next_version_now(self) -> int | None:
+        """`next_version` when it needs no write first (almost always); else None."""
+        return self._versions.next_now()
+
     # -- reads ----------------------------------------------------------------------------
 
     def get(self, key: str, now: float) -> KeyRecord | None:

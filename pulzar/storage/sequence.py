@@ -46,6 +46,14 @@ class Sequence:
         self._writer.write_sync(self._record(ceiling))
         self._ceiling = ceiling
 
+    def next_now(self) -> int | None:
+        """The next number if it needs no write first (None: call `next`)."""
+        if self._next >= self._ceiling:
+            return None
+        number = self._next
+        self._next += 1
+        return number
+
     async def next(self) -> int:
         """A number larger than any handed out before, across restarts."""
         if self._next >= self._ceiling:
