@@ -184,15 +184,17 @@ def _wrk_rows(
     return rows
 
 
+def _get_url(base: str, route: str) -> Callable[[int, int], str]:
+    """The URL of one of the KEYS values for request i of worker w (spread over the keys)."""
+    return lambda w, i: f"{base}{route}{_name((w * 7919 + i) % KEYS)}"
+
+
 def _loadgen_rows(cluster: Cluster, ng: nginx.Nginx, s: Settings, cpu: dict[str, Any]) -> list[Row]:
     rows = []
     pz_procs, ng_procs = cluster.processes(), _nginx_procs(ng.pid)
 
-    def get_url(base: str, route: str) -> Callable[[int, int], str]:
-        return lambda w, i: f"{base}{route}{_name((w * 7919 + i) % KEYS)}"
-
     def run_get(base: str, route: str) -> loadgen.LoadResult:
-        request = loadgen.get_checked(get_url(base, route), VALUE_SIZE)
+        request = loadgen.get_checked(_get_url(base, route), VALUE_SIZE)
         return loadgen.run(loadgen.load(request, concurrency=CONNECTIONS, seconds=s.seconds))
 
     with _cpu(pz_procs, cpu, "GET through 307 (python), pulzar"):
@@ -241,11 +243,21 @@ def _loadgen_rows(cluster: Cluster, ng: nginx.Nginx, s: Settings, cpu: dict[str,
         )
     )
 
+    return rows
+
+
+def _sequential_rows(cluster: Cluster, ng: nginx.Nginx, s: Settings) -> list[Row]:
+    """One request at a time through the 307. Measured before the loads: right after a write
+    load the disk is still writing back, and the fsyncs of a durable write wait for it."""
+    rows = []
+    body = os.urandom(VALUE_SIZE)
+    stamp = int(time.time())
+
     def seq(request_for: Callable[[str], loadgen.Request], base: str) -> loadgen.LoadResult:
         return loadgen.run(loadgen.sequential(request_for(base), s.sequential))
 
     def seq_get(route: str) -> Callable[[str], loadgen.Request]:
-        return lambda base: loadgen.get_checked(get_url(base, route), VALUE_SIZE)
+        return lambda base: loadgen.get_checked(_get_url(base, route), VALUE_SIZE)
 
     def seq_put(route: str, sep: str) -> Callable[[str], loadgen.Request]:
         return lambda base: loadgen.put_checked(
@@ -395,10 +407,13 @@ def run(quick: bool, console: Console | None = None) -> tuple[list[Row], dict[st
         console.log(f"nginx on {ng.url} (pid {ng.pid}), Pulzar on {cluster.url} ({pids})")
         console.log(f"loading {KEYS} values of {VALUE_SIZE} bytes into both")
         volume_paths = loadgen.run(_load_values(cluster, ng.files))
+        console.log("sequential GET and PUT through the 307")
+        sequential = _sequential_rows(cluster, ng, s)
         console.log("wrk: volume GET and the master's 307")
         rows += _wrk_rows(cluster, ng, volume_paths, s, cpu)
-        console.log("Python generator: GET and PUT through the 307, then sequential")
+        console.log("Python generator: GET and PUT through the 307, 64 clients")
         rows += _loadgen_rows(cluster, ng, s, cpu)
+        rows += sequential
         console.log(f"large values ({s.big // 1024**2} MiB) with curl")
         rows += _big_rows(cluster, ng, s, cpu)
     return rows, {"cpu": cpu, "tmp": tempfile.gettempdir(), "seconds_per_load": s.seconds}

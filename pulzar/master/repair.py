@@ -34,9 +34,21 @@ _BATCH = 1000
 # A pass sleeps this many times as long as each batch took: over a large index it takes at
 # most a quarter of the master's event loop, and heartbeats and reads go on between batches.
 _PAUSE = 3.0
-# A pass that found every key at R live copies is not repeated while nothing that could change
-# that has happened (see `Repairer.step`), except once in this many seconds, as a safety net.
+# Passes nothing is known to be wrong for (see `Repairer._pass_needed`) take a tenth of the loop.
+_PAUSE_ROUTINE = 9.0
+# A pass that found every key at R copies is not repeated while nothing that could change that
+# has happened, except once in this many seconds, as a safety net.
 _RECHECK = 600.0
+
+
+@dataclass(frozen=True)
+class _Situation:
+    """What a pass's findings depend on besides the keys' own writes: the live nodes, the
+    nodes no longer counted as holders, the index's count of holder changes."""
+
+    live: frozenset[str]
+    gone: frozenset[str]
+    changes: int
 
 
 @dataclass
@@ -94,8 +106,8 @@ class Repairer:
         self.progress = RepairProgress()
         self._slots = asyncio.Semaphore(max(1, parallel))
         self._bandwidth = _Bandwidth(bandwidth)
-        #: What the last pass that found nothing to do started from, and when.
-        self._clean: tuple[Any, ...] | None = None
+        #: What the last pass that found no key short started from, and when.
+        self._clean: _Situation | None = None
         self._clean_at = 0.0
 
     def gone(self, now: float) -> set[str]:
@@ -107,23 +119,43 @@ class Repairer:
             if n.draining or (n.state is NodeState.DEAD and now - n.last_seen >= self.grace)
         }
 
-    def _situation(self, now: float) -> tuple[Any, ...]:
-        """Everything a pass's findings depend on besides the keys' own writes: which nodes
-        are live, which no longer count, and the index's count of holder changes."""
+    def _situation(self, now: float) -> _Situation:
         live = frozenset(n.id for n in self.service.nodes.live())
-        return live, frozenset(self.gone(now)), self.service.index.holder_changes
+        return _Situation(live, frozenset(self.gone(now)), self.service.index.holder_changes)
+
+    def _pass_needed(self, now: float, situation: _Situation) -> float | None:
+        """The pause factor of the pass to run now, or None when none is needed.
+
+        After a pass that found every key at R copies (`_clean`), keys can only fall short
+        again when a live node stops being live, a node stops counting as a holder, or a write
+        leaves a key short (`Index.holder_changes`): then a pass runs at `_PAUSE`. Nodes coming
+        back only refresh the count of unavailable keys, if there were any; that pass, the
+        first one after a start and the one every `_RECHECK` seconds run at `_PAUSE_ROUTINE`,
+        lighter on the master (over 10 M keys a pass takes minutes)."""
+        clean = self._clean
+        if clean is None:
+            return _PAUSE_ROUTINE if self.progress.last_pass is None else _PAUSE
+        if (
+            not situation.live >= clean.live
+            or not situation.gone <= clean.gone
+            or situation.changes != clean.changes
+        ):
+            return _PAUSE
+        if situation.live > clean.live and self.progress.unavailable:
+            return _PAUSE_ROUTINE
+        if now - self._clean_at >= _RECHECK:
+            return _PAUSE_ROUTINE
+        return None
 
     async def step(self, now: float) -> None:
-        """One pass over the index: repair what is under-replicated, then rebalance.
-
-        The pass walks every key, so it is skipped while the situation is the one in which
-        the last pass found every key at R live copies: no node came, went or died, and no
-        write since left a key short (writes that do bump `Index.holder_changes`)."""
+        """A pass over the index when one is needed (`_pass_needed`): repair what is
+        under-replicated; then rebalance."""
         self.progress.running = True
         try:
             situation = self._situation(now)
-            if situation != self._clean or now - self._clean_at >= _RECHECK:
-                if await self._repair_pass(now):
+            pause = self._pass_needed(now, situation)
+            if pause is not None:
+                if await self._repair_pass(now, pause):
                     self._clean, self._clean_at = situation, now
                 else:
                     self._clean = None
@@ -132,8 +164,9 @@ class Repairer:
             self.progress.running = False
             self.progress.last_pass = time.time()
 
-    async def _repair_pass(self, now: float) -> bool:
-        """True when every key was found at R live copies (nothing to do)."""
+    async def _repair_pass(self, now: float, pause: float) -> bool:
+        """True when no key was short of copies (keys with no live holder are only counted:
+        repair cannot help them, and their holders coming back or going for good is seen)."""
         gone = self.gone(now)
         live = {n.id: n for n in self.service.nodes.live()}
         under = unavailable = 0
@@ -156,10 +189,10 @@ class Repairer:
             await asyncio.gather(*jobs)
             if after is None:
                 break
-            await asyncio.sleep(_PAUSE * (time.perf_counter() - started))
+            await asyncio.sleep(pause * (time.perf_counter() - started))
         self.progress.under_replicated = under
         self.progress.unavailable = unavailable
-        return not (under or unavailable or repaired)
+        return not (under or repaired)
 
     async def _set_nodes(self, record: KeyRecord, nodes: tuple[str, ...]) -> bool:
         return await self.service.index.set_nodes(record.meta.key, record.meta.version, nodes)

@@ -96,3 +96,28 @@ async def test_a_clean_index_is_still_walked_every_ten_minutes(setup: Any) -> No
     await repairer.step(NOW + 599)
     await repairer.step(NOW + 600)
     assert counted.scans == 2
+
+
+async def test_a_node_coming_back_does_not_make_a_clean_index_walked_again(setup: Any) -> None:
+    repairer, counted, nodes = setup
+    nodes.disconnected("b")
+    await counted.index.commit(record("/k", 1, ("a", "c"), copies=2), "", NOW)  # c unknown
+    await repairer.step(NOW)
+    assert repairer.progress.unavailable == 0
+    nodes.heartbeat(Heartbeat(node_id="b", name="b", url="http://127.0.0.1:9"), NOW + 1)
+    await repairer.step(NOW + 1)
+    assert counted.scans == 1
+
+
+async def test_nodes_coming_back_refresh_the_count_of_unavailable_keys(setup: Any) -> None:
+    repairer, counted, nodes = setup
+    await counted.index.commit(record("/k", 1, ("a", "b")), "", NOW)
+    nodes.disconnected("a")
+    nodes.disconnected("b")
+    await repairer.step(NOW)
+    assert repairer.progress.unavailable == 1
+    await repairer.step(NOW + 0.5)  # nothing changed: no pass
+    assert counted.scans == 1
+    nodes.heartbeat(Heartbeat(node_id="a", name="a", url="http://127.0.0.1:9"), NOW + 0.6)
+    await repairer.step(NOW + 0.7)
+    assert counted.scans == 2 and repairer.progress.unavailable == 0
