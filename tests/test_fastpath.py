@@ -202,6 +202,7 @@ async def test_a_malformed_request_is_judged_by_aiohttps_parser(server: Server) 
         b"GET /a HTTP/1.1\r\n",
         b"GET /a HTTP/1.1\r\n\r\nGET /b HTTP/1.1\r\n\r\n",
         b"GET a HTTP/1.1\r\n\r\n",
+        b"GET /a HTTP/1.1\r\nX: " + b"x" * 5000 + b"\r\n\r\n",
     ],
 )
 def test_parse_head_leaves_anything_unusual_to_aiohttp(head: bytes) -> None:

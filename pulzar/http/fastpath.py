@@ -36,6 +36,8 @@ Answer = Callable[[str, str, dict[str, str], float], FastAnswer]
 
 _REFUSED_HEADERS = frozenset(("transfer-encoding", "expect", "upgrade"))
 _FAST_METHODS = (b"GET /", b"PUT /")
+# Heads longer than this go to aiohttp, which applies `[server] max_header_size`.
+_MAX_HEAD = 4096
 _REASONS = {200: "OK", 307: "Temporary Redirect"}
 
 
@@ -99,9 +101,9 @@ def parse_head(data: bytes) -> Head | None:
     """One complete, plain request head at the start of `data`, followed by at most its own
     body; None for anything this module leaves to aiohttp (a partial head, a second request,
     chunked bodies, `Expect`, `Upgrade`, `Connection: close`, anything unusual)."""
-    end = data.find(b"\r\n\r\n")
+    end = data.find(b"\r\n\r\n", 0, _MAX_HEAD)
     if end < 0:
-        return None
+        return None  # partial, or longer than any plain request: aiohttp applies its limits
     lines = data[:end].decode("latin-1").split("\r\n")
     parts = lines[0].split(" ")
     if len(parts) != 3 or parts[2] != "HTTP/1.1":
