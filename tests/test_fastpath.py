@@ -10,7 +10,16 @@ import pytest
 from aiohttp import web
 
 from pulzar.http import metrics
-from pulzar.http.fastpath import FastAnswer, FastPath, FastRoute, FastSite, parse_head, response
+from pulzar.http.fastpath import (
+    BodyRoute,
+    FastAnswer,
+    FastPath,
+    FastRoute,
+    FastSite,
+    Respond,
+    parse_head,
+    response,
+)
 from pulzar.http.responses import error_middleware
 
 HOST = "127.0.0.1"
@@ -21,6 +30,21 @@ def _answer(path: str, query: str, headers: dict[str, str], now: float) -> FastA
     if path == "/hot/cold":
         return None
     return 200, response(200, "X-Via: fast\r\n", path.encode()), "rid1"
+
+
+def _accept(path: str, query: str, headers: dict[str, str], now: float) -> Respond | None:
+    """Answers PUT /body/<name> once its body is in, after a short wait; /body/cold is left
+    to aiohttp, /body/boom fails."""
+    if path == "/body/cold":
+        return None
+
+    async def respond(body: bytes) -> tuple[int, bytes, str]:
+        await asyncio.sleep(0.05)
+        if path == "/body/boom":
+            raise RuntimeError("boom")
+        return 201, response(201, "X-Via: fast\r\n", b"%s %d" % (path.encode(), len(body))), ""
+
+    return respond
 
 
 async def _slow(request: web.Request) -> web.Response:
@@ -47,7 +71,8 @@ async def server(unused_tcp_port: int) -> AsyncIterator[Server]:
         FastRoute("/hot/", "/hot/{name}", _answer),
         FastRoute("/put/", "/put/{name}", _answer, "PUT", skip_body=100),
     ]
-    fast = FastPath(routes, record=app[metrics.RECORD])
+    bodies = [BodyRoute("/body/", "/body/{name}", "PUT", 100, _accept)]
+    fast = FastPath(routes, bodies, record=app[metrics.RECORD])
     site = FastSite(runner, HOST, unused_tcp_port, fast, keepalive=0.3, access_log=None)
     await site.start()
     yield Server(unused_tcp_port, site, app)
@@ -84,6 +109,16 @@ async def test_a_hot_get_is_answered_from_the_socket_and_counted(server: Server)
         {"process": "test", "method": "GET", "route": "/hot/{name}", "status": "200"},
     )
     assert count == 3
+
+
+async def test_a_fast_put_counts_the_bytes_it_received(server: Server) -> None:
+    reader, writer = await server.connect()
+    writer.write(_put("/body/a", b"x" * 40))
+    await _read_response(reader)
+    writer.close()
+    registry = server.app[metrics.REGISTRY]
+    received = registry.get_sample_value("pulzar_bytes_received_total", {"process": "test"})
+    assert received == 40
 
 
 async def test_a_declined_request_goes_to_aiohttp_and_the_connection_stays_with_it(
@@ -141,6 +176,88 @@ async def test_a_put_with_a_larger_body_goes_to_aiohttp(server: Server) -> None:
     reader, writer = await server.connect()
     writer.write(b"PUT /put/a HTTP/1.1\r\nHost: x\r\nContent-Length: 101\r\n\r\n" + b"x" * 101)
     assert (await _read_response(reader))[2] == b"slow PUT /put/a 101"
+    writer.close()
+
+
+def _put(path: str, body: bytes) -> bytes:
+    return f"PUT {path} HTTP/1.1\r\nHost: x\r\nContent-Length: {len(body)}\r\n\r\n".encode() + body
+
+
+async def test_a_body_route_answers_once_its_work_is_done(server: Server) -> None:
+    reader, writer = await server.connect()
+    writer.write(_put("/body/a", b"12345"))
+    status, headers, body = await _read_response(reader)
+    assert (status, headers["x-via"], body) == (201, "fast", b"/body/a 5")
+    writer.write(_get("/hot/next"))  # the connection goes on on the fast path
+    assert (await _read_response(reader))[1]["x-via"] == "fast"
+    writer.close()
+
+
+async def test_requests_sent_during_a_body_routes_work_are_answered_after_it(
+    server: Server,
+) -> None:
+    reader, writer = await server.connect()
+    writer.write(_put("/body/a", b"x"))
+    await writer.drain()
+    await asyncio.sleep(0.01)  # the answer is being worked on
+    writer.write(_get("/hot/b") + _get("/hot/c"))
+    bodies = [(await _read_response(reader))[2] for _ in range(3)]
+    assert bodies == [b"/body/a 1", b"slow GET /hot/b 0", b"slow GET /hot/c 0"]
+    writer.close()
+
+
+async def test_a_failing_body_route_answers_500_with_the_envelope(server: Server) -> None:
+    reader, writer = await server.connect()
+    writer.write(_put("/body/boom", b"x"))
+    status, headers, body = await _read_response(reader)
+    assert status == 500 and headers["content-type"] == "application/json"
+    assert b'"status":"ko"' in body
+    writer.write(_get("/hot/after"))  # and the connection goes on
+    assert (await _read_response(reader))[2] == b"/hot/after"
+    writer.close()
+
+
+@pytest.mark.parametrize(
+    "request_bytes, expected",
+    [
+        (_put("/body/cold", b"abc"), b"slow PUT /body/cold 3"),
+        (_put("/body/big", b"x" * 101), b"slow PUT /body/big 101"),
+        (_put("/body/part", b"abcdef")[:-2], None),
+    ],
+)
+async def test_body_routes_leave_declined_large_and_partial_bodies_to_aiohttp(
+    server: Server, request_bytes: bytes, expected: bytes | None
+) -> None:
+    reader, writer = await server.connect()
+    writer.write(request_bytes)
+    if expected is None:  # the rest of the body comes later
+        await writer.drain()
+        await asyncio.sleep(0.05)
+        writer.write(b"ef")
+        expected = b"slow PUT /body/part 6"
+    assert (await _read_response(reader))[2] == expected
+    writer.close()
+
+
+async def test_a_client_leaving_during_a_body_routes_work_harms_nothing(server: Server) -> None:
+    reader, writer = await server.connect()
+    writer.write(_put("/body/a", b"x"))
+    await writer.drain()
+    writer.close()
+    await asyncio.sleep(0.1)  # the work ends with no one to answer
+    reader, writer = await server.connect()
+    writer.write(_get("/hot/z"))
+    assert (await _read_response(reader))[2] == b"/hot/z"
+    writer.close()
+
+
+async def test_stopping_the_site_lets_a_body_routes_work_finish(server: Server) -> None:
+    reader, writer = await server.connect()
+    writer.write(_put("/body/a", b"xy"))
+    await writer.drain()
+    await asyncio.sleep(0.01)
+    await asyncio.wait_for(server.site.stop(), 5)
+    assert (await _read_response(reader))[2] == b"/body/a 2"
     writer.close()
 
 

@@ -17,28 +17,36 @@ the same access log.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from email.utils import formatdate
+from http import HTTPStatus
 from typing import Any, NamedTuple, cast
 
 from aiohttp import web
 
 from pulzar.http.metrics import Record
+from pulzar.http.responses import INTERNAL_ERROR, envelope_body
 
 #: The route answers: given the path (raw, without the query), the raw query and the headers
 #: (lower-case names) and the time: `(status, the whole response, request id)`, or None to let
 #: aiohttp answer.
 FastAnswer = tuple[int, bytes, str] | None
 Answer = Callable[[str, str, dict[str, str], float], FastAnswer]
+#: A route that needs the body: given the same, a function that answers once given the whole
+#: body (it must answer every outcome itself, errors included), or None to let aiohttp answer.
+Respond = Callable[[bytes], Awaitable[tuple[int, bytes, str]]]
+Accept = Callable[[str, str, dict[str, str], float], Respond | None]
 
 _REFUSED_HEADERS = frozenset(("transfer-encoding", "expect", "upgrade"))
 _FAST_METHODS = (b"GET /", b"PUT /")
+_SHUTDOWN_WAIT = 5.0
 # Heads longer than this go to aiohttp, which applies `[server] max_header_size`.
 _MAX_HEAD = 4096
-_REASONS = {200: "OK", 307: "Temporary Redirect"}
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,11 +60,24 @@ class FastRoute:
     skip_body: int = 0
 
 
+@dataclass(frozen=True, slots=True)
+class BodyRoute:
+    """A route answered from the socket once its body is in: only when the whole body came
+    in the same data chunk as the head and is at most `max_body` bytes."""
+
+    prefix: str
+    route: str
+    method: str
+    max_body: int
+    accept: Accept
+
+
 @dataclass(slots=True)
 class FastPath:
     """What a server answers from the socket, stored on its application (`FAST`)."""
 
     routes: list[FastRoute]
+    body_routes: list[BodyRoute] = field(default_factory=list)
     record: Record | None = None
 
 
@@ -73,12 +94,24 @@ def _http_date(second: int) -> bytes:
     return _date[1]
 
 
+@functools.cache
+def _reason(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return "Unknown"
+
+
+def json_response(status: int, body: bytes) -> bytes:
+    return response(status, "Content-Type: application/json\r\n", body)
+
+
 def response(status: int, headers: str, body: bytes = b"") -> bytes:
     """A whole HTTP/1.1 response: `headers` are `Name: value\\r\\n` lines (ASCII)."""
     date = _http_date(int(time.time()))
     return b"".join(
         (
-            f"HTTP/1.1 {status} {_REASONS.get(status, 'OK')}\r\n".encode(),
+            f"HTTP/1.1 {status} {_reason(status)}\r\n".encode(),
             b"Date: ",
             date,
             f"\r\nServer: pulzar\r\nContent-Length: {len(body)}\r\n{headers}\r\n".encode(),
@@ -143,8 +176,13 @@ class FastPathProtocol(asyncio.Protocol):
         keepalive: float,
         access_log: logging.Logger | None,
         connections: set[FastPathProtocol],
+        in_flight: set[asyncio.Task[tuple[int, bytes, str]]],
     ) -> None:
         self._fast = fast
+        self._in_flight = in_flight
+        #: The answer being worked on (reading is paused meanwhile), and what came after it.
+        self._busy: asyncio.Task[tuple[int, bytes, str]] | None = None
+        self._pending = b""
         self._fallback = fallback
         self._keepalive = keepalive
         self._log = access_log
@@ -165,6 +203,9 @@ class FastPathProtocol(asyncio.Protocol):
         self._timer = loop.call_later(self._keepalive, self._check_idle)
 
     def data_received(self, data: bytes) -> None:
+        if self._busy is not None:
+            self._pending += data
+            return
         if self._skip:
             # The rest of a body that a fast answer did not need.
             skipped = min(self._skip, len(data))
@@ -173,9 +214,12 @@ class FastPathProtocol(asyncio.Protocol):
             if not data:
                 return
         head = parse_head(data) if data[:5] in _FAST_METHODS else None
-        if head is not None and self._answer(head):
-            self._skip = head.length - head.received
-            return
+        if head is not None:
+            if self._answer(head):
+                self._skip = head.length - head.received
+                return
+            if head.received == head.length and self._accept(head, data):
+                return
         self._hand_over(data)
 
     def eof_received(self) -> bool:
@@ -192,7 +236,7 @@ class FastPathProtocol(asyncio.Protocol):
 
     def resume_writing(self) -> None:
         self._paused = False
-        if self._transport is not None:
+        if self._transport is not None and self._busy is None:
             self._transport.resume_reading()
 
     # -- the two ways -------------------------------------------------------------------
@@ -217,10 +261,67 @@ class FastPathProtocol(asyncio.Protocol):
         seconds = time.perf_counter() - started
         body = len(data) - data.find(b"\r\n\r\n") - 4
         if self._fast.record is not None:
-            self._fast.record(method, route.route, status, seconds, body)
+            self._fast.record(method, route.route, status, seconds, body, head.length)
         if self._log is not None:
             self._log_access(method, path, query, status, body, seconds, rid)
         return True
+
+    def _accept(self, head: Head, data: bytes) -> bool:
+        """Start answering a body route's request (its whole body is in `data`)."""
+        method, path = head.method, head.path
+        for route in self._fast.body_routes:
+            if method == route.method and path.startswith(route.prefix):
+                break
+        else:
+            return False
+        if head.length > route.max_body:
+            return False
+        respond = route.accept(path, head.query, head.headers, time.time())
+        if respond is None:
+            return False
+        assert self._transport is not None
+        self._transport.pause_reading()  # one request at a time, as aiohttp does
+        body = data[len(data) - head.length :] if head.length else b""
+        task = self._busy = asyncio.ensure_future(respond(body))
+        self._in_flight.add(task)
+        task.add_done_callback(functools.partial(self._answered, route, head, time.perf_counter()))
+        return True
+
+    def _answered(
+        self,
+        route: BodyRoute,
+        head: Head,
+        started: float,
+        task: asyncio.Task[tuple[int, bytes, str]],
+    ) -> None:
+        self._in_flight.discard(task)
+        self._busy = None
+        transport = self._transport
+        if transport is None or transport.is_closing():
+            return  # the client went away; the work was done all the same
+        if task.cancelled():
+            transport.close()
+            return
+        exc = task.exception()
+        if exc is None:
+            status, data, rid = task.result()
+        else:
+            log.error("%s %s failed", head.method, head.path, exc_info=exc)
+            status, rid = 500, ""
+            data = json_response(500, envelope_body(None, INTERNAL_ERROR, ok=False))
+        transport.write(data)
+        self._last = asyncio.get_running_loop().time()
+        seconds = time.perf_counter() - started
+        body = len(data) - data.find(b"\r\n\r\n") - 4
+        if self._fast.record is not None:
+            self._fast.record(head.method, route.route, status, seconds, body, head.length)
+        if self._log is not None:
+            self._log_access(head.method, head.path, head.query, status, body, seconds, rid)
+        if not self._paused:
+            transport.resume_reading()
+        if self._pending:
+            pending, self._pending = self._pending, b""
+            self.data_received(pending)
 
     def _hand_over(self, data: bytes) -> None:
         """From here on the connection is aiohttp's, starting with `data`."""
@@ -302,6 +403,7 @@ class FastSite(web.TCPSite):
         self._keepalive = keepalive
         self._log = access_log
         self._connections: set[FastPathProtocol] = set()
+        self._in_flight: set[asyncio.Task[tuple[int, bytes, str]]] = set()
 
     async def start(self) -> None:
         await web.BaseSite.start(self)
@@ -310,7 +412,12 @@ class FastSite(web.TCPSite):
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(
             lambda: FastPathProtocol(
-                self._fast, server, self._keepalive, self._log, self._connections
+                self._fast,
+                server,
+                self._keepalive,
+                self._log,
+                self._connections,
+                self._in_flight,
             ),
             self._host,
             self._port,
@@ -321,6 +428,9 @@ class FastSite(web.TCPSite):
         )
 
     async def stop(self) -> None:
+        """Let the answers in progress finish (as aiohttp's shutdown does), then close."""
+        if self._in_flight:
+            await asyncio.wait(self._in_flight, timeout=_SHUTDOWN_WAIT)
         for connection in list(self._connections):
             connection.close()
         await super().stop()

@@ -19,8 +19,8 @@ from prometheus_client.registry import Collector
 from pulzar.http.responses import Handler
 
 REGISTRY = web.AppKey("metrics_registry", CollectorRegistry)
-#: Counts one request: (method, route, status, seconds, response body bytes).
-Record = Callable[[str, str, int, float, int], None]
+#: Counts one request: (method, route, status, seconds, response and request body bytes).
+Record = Callable[[str, str, int, float, int, int], None]
 RECORD: web.AppKey[Record] = web.AppKey("metrics_record")
 _BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 60)
 
@@ -67,7 +67,9 @@ def setup(app: web.Application, process: str, gauges: Gauges) -> None:
     received, sent = bytes_in.labels(process), bytes_out.labels(process)
     series: dict[tuple[str, str, int], tuple[Any, Any]] = {}
 
-    def record(method: str, route: str, status: int, seconds: float, body_out: int) -> None:
+    def record(
+        method: str, route: str, status: int, seconds: float, body_out: int, body_in: int
+    ) -> None:
         found = series.get((method, route, status))
         if found is None:
             found = series[(method, route, status)] = (
@@ -78,6 +80,8 @@ def setup(app: web.Application, process: str, gauges: Gauges) -> None:
         found[1].observe(seconds)
         if body_out:
             sent.inc(body_out)
+        if body_in:
+            received.inc(body_in)
 
     app[RECORD] = record
 
@@ -93,9 +97,8 @@ def setup(app: web.Application, process: str, gauges: Gauges) -> None:
             response.status,
             time.perf_counter() - started,
             response.content_length or 0,
+            request.content_length or 0,
         )
-        if request.content_length:
-            received.inc(request.content_length)
         return response
 
     app.middlewares.insert(0, measure)

@@ -17,6 +17,7 @@ log = logging.getLogger("pulzar.http")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 REQUEST_ID = "X-Request-Id"
+INTERNAL_ERROR = "internal error (logged on the server)"
 # New request ids: a random prefix per process and a counter (no system call per request).
 _RID_PREFIX = secrets.token_hex(3)
 _rid_counter = itertools.count(secrets.randbelow(1 << 24))
@@ -31,10 +32,17 @@ def envelope(
 ) -> web.Response:
     """`{"data": ..., "status": "ok"|"ko", "msg": ...}` as the body of an answer (`extra`
     adds top-level fields beside those three)."""
+    body = envelope_body(data, msg, ok, extra)
+    return web.Response(body=body, status=status, content_type="application/json")
+
+
+def envelope_body(
+    data: Any, msg: str, ok: bool = True, extra: dict[str, Any] | None = None
+) -> bytes:
     payload = {"data": data, "status": "ok" if ok else "ko", "msg": msg}
     if extra:
         payload.update(extra)
-    return web.Response(body=orjson.dumps(payload), status=status, content_type="application/json")
+    return orjson.dumps(payload)
 
 
 def error_response(status: int, msg: str) -> web.Response:
@@ -76,7 +84,7 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         return error_response(400, f"request body was cut short: {exc}")
     except Exception:
         log.exception("%s %s failed", request.method, request.path)
-        return error_response(500, "internal error (logged on the server)")
+        return error_response(500, INTERNAL_ERROR)
 
 
 def query_int(

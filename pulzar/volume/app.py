@@ -14,16 +14,16 @@ from aiohttp import web
 
 from pulzar.core.errors import BadRequest, KeyNotFound, PulzarError
 from pulzar.core.keys import parse_key
-from pulzar.core.tickets import verify_ticket
+from pulzar.core.tickets import WriteTicket, verify_ticket
 from pulzar.http import fastpath
-from pulzar.http.fastpath import FastAnswer, FastRoute
+from pulzar.http.fastpath import BodyRoute, FastAnswer, FastRoute, Respond
 from pulzar.http.internal import check_signed
 from pulzar.http.keys import key_from, ttl_days_from
-from pulzar.http.responses import envelope, query_int
+from pulzar.http.responses import envelope, envelope_body, query_int
 from pulzar.jobs.channel import Channel
 from pulzar.volume import peers
 from pulzar.volume.batching import ReplicaEntry, unpack_replicas
-from pulzar.volume.service import Upload, VolumeService, dump_entry
+from pulzar.volume.service import BodyBytes, Upload, VolumeService, dump_entry
 from pulzar.volume.serving import value_headers, value_response
 
 SERVICE = web.AppKey("service", VolumeService)
@@ -58,8 +58,47 @@ async def add_key(request: web.Request) -> web.Response:
         days = ttl_days_from(request)  # `temporal` appended to a get_node URL
         ttl = None if days is None else days * DAY
     await svc.write(ticket, _upload(request), ttl)
-    url = f"{svc.master}/get_key{quote(key)}"
-    return envelope({"url": url, "version": ticket.version}, "key added", status=201)
+    return envelope(_added(svc, ticket), "key added", status=201)
+
+
+def _added(svc: VolumeService, ticket: WriteTicket) -> dict[str, Any]:
+    return {"url": f"{svc.master}/get_key{quote(ticket.key)}", "version": ticket.version}
+
+
+def fast_add_key(svc: VolumeService) -> BodyRoute:
+    """`add_key` answered from the socket (see `pulzar.http.fastpath`) for a small body that
+    came whole with its head, with a valid ticket and no other query (`temporal`) or CORS;
+    anything else, a bad ticket included, is left to `add_key`."""
+
+    def accept(path: str, query: str, headers: dict[str, str], now: float) -> Respond | None:
+        if "origin" in headers or "%" in query or "+" in query:
+            return None
+        params = dict(part.partition("=")[::2] for part in query.split("&"))
+        if not params.keys() <= {"t", "rid"}:
+            return None
+        try:
+            ticket = verify_ticket(svc.secret, params.get("t"), now)
+            svc.check_ticket(ticket, parse_key(path[8:]))
+        except PulzarError:
+            return None
+        content_type, rid = headers.get("content-type"), params.get("rid", "")
+
+        async def respond(body: bytes) -> tuple[int, bytes, str]:
+            try:
+                await svc.write(
+                    ticket, Upload(content_type, len(body), BodyBytes(body)), ticket.ttl
+                )
+            except PulzarError as exc:
+                if exc.status >= 500:
+                    log.warning("PUT %s -> %d %s", path, exc.status, exc.message)
+                error = envelope_body(None, exc.message, ok=False)
+                return exc.status, fastpath.json_response(exc.status, error), rid
+            answer = envelope_body(_added(svc, ticket), "key added")
+            return 201, fastpath.json_response(201, answer), rid
+
+        return respond
+
+    return BodyRoute("/add_key/", "/add_key/{key}", "PUT", svc.config.volume.inline_max, accept)
 
 
 @routes.get("/get_key/{key:(?s:.*)}")
@@ -164,17 +203,19 @@ async def replicas(request: web.Request) -> web.Response:
 
 @routes.get(peers.PATH)
 async def peer_channel(request: web.Request) -> web.WebSocketResponse:
-    """A primary's channel to this volume, for batches of small replicas."""
+    """A primary's channel to this volume, for batches of small replicas and finalizes."""
     svc = _svc(request)
     check_signed(request, svc.secret)
     ws = web.WebSocketResponse(max_msg_size=REPLICA_BATCH_MAX)
     await ws.prepare(request)
 
     async def handle(data: dict[str, Any]) -> Any:
-        payload = data.get("payload")
-        if data.get("kind") != "replicas" or not isinstance(payload, bytes):
-            raise BadRequest("the channel takes only 'replicas' with their bytes")
-        return {"stored": await store_replicas(svc, unpack_replicas(payload))}
+        kind, payload = data.get("kind"), data.get("payload")
+        if kind == "replicas" and isinstance(payload, bytes):
+            return {"stored": await store_replicas(svc, unpack_replicas(payload))}
+        if kind == "finalize":
+            return {"queued": finalize_values(svc, data.get("values"))}
+        raise BadRequest("the channel takes 'replicas' (with their bytes) and 'finalize'")
 
     link = Channel(ws, handle)
     request.app[PEER_CHANNELS].add(link)
@@ -273,12 +314,21 @@ async def finalize_many(request: web.Request) -> web.Response:
     svc = _svc(request)
     check_signed(request, svc.secret)
     try:
-        pairs = [(str(k), int(v)) for k, v in orjson.loads(await request.read())["values"]]
-    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+        values = orjson.loads(await request.read())["values"]
+    except (orjson.JSONDecodeError, KeyError, TypeError):
+        raise BadRequest('finalize_many needs {"values": [[key, version], ...]}') from None
+    return envelope({"queued": finalize_values(svc, values)}, "queued")
+
+
+def finalize_values(svc: VolumeService, values: Any) -> int:
+    """Queue the finalize of each `[key, version]` (also asked over a peer channel)."""
+    try:
+        pairs = [(str(k), int(v)) for k, v in values]
+    except (TypeError, ValueError):
         raise BadRequest('finalize_many needs {"values": [[key, version], ...]}') from None
     for key, version in pairs:
         svc.store.finalize_later(key, version)
-    return envelope({"queued": len(pairs)}, "queued")
+    return len(pairs)
 
 
 @routes.delete("/internal/values/{key:(?s:.*)}")

@@ -23,6 +23,7 @@ from pulzar.volume.app import (
     PEER_CHANNELS,
     SERVICE,
     close_peer_channels,
+    fast_add_key,
     fast_get_key,
     routes,
 )
@@ -76,8 +77,9 @@ def create_app(config: Config) -> web.Application:
     app.add_routes(routes)
     app[PEER_CHANNELS] = set()
     app.on_shutdown.append(close_peer_channels)
-    if policy.reads_need_no_token:
-        app[FAST] = FastPath([fast_get_key(service)])
+    # Writes carry their ticket: only the reads depend on the token settings.
+    reads = [fast_get_key(service)] if policy.reads_need_no_token else []
+    app[FAST] = FastPath(reads, [fast_add_key(service)])
     enable_cors(app, dashboard_origins(config.volume.master))
     runner = setup_jobs(app, service)
     metrics.setup(app, "volume", lambda: volume_gauges(service, runner))

@@ -25,7 +25,7 @@ import time
 from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass
 from functools import partial
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import quote
 
 import aiohttp
@@ -99,13 +99,35 @@ def _peer_path(action: str, meta: ValueMeta) -> str:
     return f"/internal/{action}{quote(meta.key)}?v={meta.version}"
 
 
+class BodyStream(Protocol):
+    """An incoming body: aiohttp's request stream, or `BodyBytes`."""
+
+    async def read(self, n: int = -1) -> bytes: ...
+
+    async def readany(self) -> bytes: ...
+
+
+class BodyBytes:
+    """A body that is already all in memory."""
+
+    def __init__(self, data: bytes) -> None:
+        self._data = data
+
+    async def read(self, n: int = -1) -> bytes:
+        data, self._data = self._data, b""
+        return data
+
+    async def readany(self) -> bytes:
+        return await self.read()
+
+
 @dataclass(frozen=True, slots=True)
 class Upload:
     """What the HTTP layer hands over about an incoming body."""
 
     content_type: str | None
     length: int | None
-    stream: aiohttp.StreamReader
+    stream: BodyStream
 
 
 def _meta(
@@ -130,6 +152,8 @@ def _meta(
 
 #: Seconds the master has to answer a batch of commits sent over the channel.
 COMMIT_TIMEOUT = 60.0
+#: Seconds a replica has to queue a batch of finalizes sent over its channel.
+FINALIZE_TIMEOUT = 30.0
 
 
 class VolumeService:
@@ -456,12 +480,16 @@ class VolumeService:
             batcher = self._finalizes[url] = Coalescer(partial(self._send_finalizes, url))
         try:
             await batcher.call((key, version))
-        except (PulzarError, aiohttp.ClientError, TimeoutError, OSError) as exc:
+        except (PulzarError, ChannelError, aiohttp.ClientError, TimeoutError, OSError) as exc:
             log.info("finalize of %s on %s not done now: %s", key, url, exc)
 
     async def _send_finalizes(
         self, url: str, values: list[tuple[str, int]]
     ) -> list[BaseException | None]:
+        link = self.peers.get(url)
+        if link is not None:
+            await link.request("finalize", {"values": values}, FINALIZE_TIMEOUT)
+            return [None] * len(values)
         path = "/internal/finalize_many"
         headers = signed_headers(self.secret, "POST", path)
         headers["Content-Type"] = "application/json"
