@@ -254,17 +254,28 @@ class FastPathProtocol(asyncio.Protocol):
         answered = route.answer(path, query, head.headers, time.time())
         if answered is None:
             return False
-        status, data, rid = answered
         assert self._transport is not None
-        self._transport.write(data)
+        self._send(self._transport, head, route.route, answered, started)
+        return True
+
+    def _send(
+        self,
+        transport: asyncio.Transport,
+        head: Head,
+        route: str,
+        answered: tuple[int, bytes, str],
+        started: float,
+    ) -> None:
+        """Write an answer; count it and log it."""
+        status, data, rid = answered
+        transport.write(data)
         self._last = asyncio.get_running_loop().time()
         seconds = time.perf_counter() - started
         body = len(data) - data.find(b"\r\n\r\n") - 4
         if self._fast.record is not None:
-            self._fast.record(method, route.route, status, seconds, body, head.length)
+            self._fast.record(head.method, route, status, seconds, body, head.length)
         if self._log is not None:
-            self._log_access(method, path, query, status, body, seconds, rid)
-        return True
+            self._log_access(head.method, head.path, head.query, status, body, seconds, rid)
 
     def _accept(self, head: Head, data: bytes) -> bool:
         """Start answering a body route's request (its whole body is in `data`)."""
@@ -304,19 +315,12 @@ class FastPathProtocol(asyncio.Protocol):
             return
         exc = task.exception()
         if exc is None:
-            status, data, rid = task.result()
+            answered = task.result()
         else:
             log.error("%s %s failed", head.method, head.path, exc_info=exc)
-            status, rid = 500, ""
-            data = json_response(500, envelope_body(None, INTERNAL_ERROR, ok=False))
-        transport.write(data)
-        self._last = asyncio.get_running_loop().time()
-        seconds = time.perf_counter() - started
-        body = len(data) - data.find(b"\r\n\r\n") - 4
-        if self._fast.record is not None:
-            self._fast.record(head.method, route.route, status, seconds, body, head.length)
-        if self._log is not None:
-            self._log_access(head.method, head.path, head.query, status, body, seconds, rid)
+            error = json_response(500, envelope_body(None, INTERNAL_ERROR, ok=False))
+            answered = (500, error, "")
+        self._send(transport, head, route.route, answered, started)
         if not self._paused:
             transport.resume_reading()
         if self._pending:
