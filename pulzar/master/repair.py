@@ -129,12 +129,20 @@ class Repairer:
         After a pass that found every key at R copies (`_clean`), keys can only fall short
         again when a live node stops being live, a node stops counting as a holder, or a write
         leaves a key short (`Index.holder_changes`): then a pass runs at `_PAUSE`. Nodes coming
-        back only refresh the count of unavailable keys, if there were any; that pass, the
-        first one after a start and the one every `_RECHECK` seconds run at `_PAUSE_ROUTINE`,
-        lighter on the master (over 10 M keys a pass takes minutes)."""
+        back only refresh the count of unavailable keys, if there were any; that pass and the
+        safety pass every `_RECHECK` seconds (counted from the end of the last one) run at
+        `_PAUSE_ROUTINE`, lighter on the master: over 10 M keys a pass takes minutes.
+
+        A master that just started takes the situation as it finds it as its starting point:
+        the nodes it knew are loaded dead until they are back, so one that never comes back is
+        seen going for good and brings a pass; a write left short before the restart waits for
+        the first safety pass."""
         clean = self._clean
         if clean is None:
-            return _PAUSE_ROUTINE if self.progress.last_pass is None else _PAUSE
+            if self.progress.last_pass is None:
+                self._clean, self._clean_at = situation, now
+                return None
+            return _PAUSE
         if (
             not situation.live >= clean.live
             or not situation.gone <= clean.gone
@@ -155,8 +163,10 @@ class Repairer:
             situation = self._situation(now)
             pause = self._pass_needed(now, situation)
             if pause is not None:
+                started = time.perf_counter()
                 if await self._repair_pass(now, pause):
-                    self._clean, self._clean_at = situation, now
+                    took = time.perf_counter() - started
+                    self._clean, self._clean_at = situation, now + took
                 else:
                     self._clean = None
             await self._rebalance(now)

@@ -54,14 +54,28 @@ async def setup(tmp_path: Path) -> AsyncIterator[tuple[Repairer, Counted, NodeRe
     index.close()
 
 
-async def test_a_clean_index_is_not_walked_again_while_nothing_changes(setup: Any) -> None:
+async def test_a_started_master_walks_the_index_when_something_changes_or_after_ten_minutes(
+    setup: Any,
+) -> None:
     repairer, counted, _ = setup
     await counted.index.commit(record("/k", 1, ("a", "b")), "", NOW)
     await repairer.step(NOW)
     await repairer.step(NOW + 5)
-    await repairer.step(NOW + 10)
+    assert counted.scans == 0
+    await repairer.step(NOW + 600)  # the safety pass
+    await repairer.step(NOW + 605)
     assert counted.scans == 1
     assert repairer.progress.under_replicated == 0
+
+
+async def test_the_safety_pass_comes_ten_minutes_after_the_last_one(setup: Any) -> None:
+    repairer, counted, _ = setup
+    await repairer.step(NOW)
+    await repairer.step(NOW + 600)
+    await repairer.step(NOW + 1199)
+    assert counted.scans == 1
+    await repairer.step(NOW + 1201)
+    assert counted.scans == 2
 
 
 async def test_a_node_going_away_makes_the_next_pass_walk_the_index(setup: Any) -> None:
@@ -71,8 +85,21 @@ async def test_a_node_going_away_makes_the_next_pass_walk_the_index(setup: Any) 
     nodes.disconnected("b")
     await repairer.step(NOW + 0.5)  # dead, within the grace: no longer live
     await repairer.step(NOW + 2)  # past the grace: no longer a holder
-    assert counted.scans == 3
+    assert counted.scans == 2
     assert repairer.progress.under_replicated == 1
+
+
+async def test_a_node_known_before_a_restart_that_never_comes_back_brings_a_pass(
+    setup: Any,
+) -> None:
+    repairer, counted, nodes = setup
+    nodes.load([Heartbeat(node_id="c", name="c", url="http://127.0.0.1:9")], NOW)
+    await counted.index.commit(record("/k", 1, ("a", "c")), "", NOW)
+    await repairer.step(NOW)
+    await repairer.step(NOW + 0.5)
+    assert counted.scans == 0
+    await repairer.step(NOW + 2)  # c dead past the grace
+    assert counted.scans == 1 and repairer.progress.under_replicated == 1
 
 
 async def test_a_write_short_of_its_copies_makes_the_next_pass_walk_the_index(
@@ -82,40 +109,29 @@ async def test_a_write_short_of_its_copies_makes_the_next_pass_walk_the_index(
     await repairer.step(NOW)
     await counted.index.commit(record("/full", 1, ("a", "b")), "", NOW)
     await repairer.step(NOW + 1)
-    assert counted.scans == 1
+    assert counted.scans == 0
     await counted.index.commit(record("/short", 2, ("a",)), "", NOW)
     await repairer.step(NOW + 2)
-    assert counted.scans == 2
+    assert counted.scans == 1
 
 
-async def test_a_clean_index_is_still_walked_every_ten_minutes(setup: Any) -> None:
-    repairer, counted, nodes = setup
-    await repairer.step(NOW)
-    for node_id in ("a", "b"):  # heartbeats go on, nothing else happens
-        nodes.heartbeat(Heartbeat(node_id=node_id, name=node_id, url="http://127.0.0.1:9"), NOW)
-    await repairer.step(NOW + 599)
-    await repairer.step(NOW + 600)
-    assert counted.scans == 2
-
-
-async def test_a_node_coming_back_does_not_make_a_clean_index_walked_again(setup: Any) -> None:
+async def test_a_node_coming_back_does_not_make_the_index_walked(setup: Any) -> None:
     repairer, counted, nodes = setup
     nodes.disconnected("b")
-    await counted.index.commit(record("/k", 1, ("a", "c"), copies=2), "", NOW)  # c unknown
     await repairer.step(NOW)
-    assert repairer.progress.unavailable == 0
     nodes.heartbeat(Heartbeat(node_id="b", name="b", url="http://127.0.0.1:9"), NOW + 1)
     await repairer.step(NOW + 1)
-    assert counted.scans == 1
+    assert counted.scans == 0
 
 
 async def test_nodes_coming_back_refresh_the_count_of_unavailable_keys(setup: Any) -> None:
     repairer, counted, nodes = setup
     await counted.index.commit(record("/k", 1, ("a", "b")), "", NOW)
+    await repairer.step(NOW)
     nodes.disconnected("a")
     nodes.disconnected("b")
-    await repairer.step(NOW)
-    assert repairer.progress.unavailable == 1
+    await repairer.step(NOW + 0.1)
+    assert counted.scans == 1 and repairer.progress.unavailable == 1
     await repairer.step(NOW + 0.5)  # nothing changed: no pass
     assert counted.scans == 1
     nodes.heartbeat(Heartbeat(node_id="a", name="a", url="http://127.0.0.1:9"), NOW + 0.6)
