@@ -1,17 +1,24 @@
 """The hottest requests answered straight from the socket; everything else by aiohttp.
 
-A GET of a key is most of a cluster's traffic: the master's 307 and the volume's small value.
-Through aiohttp each costs ~80 µs of CPU (request and response objects, routing, middlewares,
-header multidicts); the same answer written from the protocol costs a fraction of that. So a
-server's connections start on `FastPathProtocol`: a data chunk that holds exactly one plain
-`GET <route>...` head (HTTP/1.1, no body, no upgrade, nothing the answer must take into account
-beyond what the route reads) goes to the route's `answer`, which returns the complete response
-or None. Anything else — another route or method, a partial or pipelined head, a header such as
-`Range`, a miss, an error to report — hands the connection to aiohttp for good
-(`transport.set_protocol`), with the very bytes received: answers never reorder, and every
-behaviour beyond the hot answer (errors, envelopes, redirects back, auth refusals) stays in the
-one place that implements it. The fast answers are counted in the same metrics and written to
-the same access log.
+Reads and small writes of keys are most of a cluster's traffic. Through aiohttp each answer
+costs ~80 µs of CPU (request and response objects, routing, middlewares, header multidicts);
+written from the protocol, a fraction of that. So a server's connections start on
+`FastPathProtocol`. A data chunk that starts with exactly one plain request head for a fast
+route (HTTP/1.1, followed by nothing but its own body, no chunked body, `Expect` or `Upgrade`,
+nothing the answer must take into account beyond what the route reads) is answered there:
+
+- a `FastRoute` answers at once from the head (`answer`), a small body read past unseen: the
+  master's 307s;
+- a `BodyRoute` takes a small body that came whole with the head (`accept`, then `respond`):
+  reading pauses until its answer is written, as with aiohttp: a volume's small write.
+
+A route may decline (None). Then, and for anything else (another route or method, a partial or
+pipelined head, a header such as `Range`, a miss, an error to report), the connection is handed
+to aiohttp for good (`transport.set_protocol`) with the very bytes received, at a request
+boundary: answers never reorder, and every behaviour beyond the hot answer (errors, envelopes,
+redirects back, auth refusals) stays in the one place that implements it. Fast answers are
+counted in the same metrics and written to the same access log; answers in progress finish
+when the server stops.
 """
 
 from __future__ import annotations
