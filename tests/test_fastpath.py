@@ -4,6 +4,7 @@ very bytes received, on a real socket on 127.0.0.1."""
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator
 
 import pytest
@@ -297,12 +298,37 @@ async def test_stopping_the_site_closes_open_fast_connections(server: Server) ->
     writer.close()
 
 
-async def test_a_malformed_request_is_judged_by_aiohttps_parser(server: Server) -> None:
+async def test_a_malformed_request_is_judged_by_aiohttps_parser_and_answered_in_the_envelope(
+    server: Server,
+) -> None:
     reader, writer = await server.connect()
     writer.write(b"GARBAGE\r\n\r\n")
-    status, _, body = await _read_response(reader)
-    assert status == 400 and body
+    status, headers, body = await _read_response(reader)
+    assert status == 400 and headers["content-type"] == "application/json"
+    answer = json.loads(body)
+    assert answer["status"] == "ko" and answer["msg"].startswith("bad request: ")
     writer.close()
+
+
+async def test_a_site_without_fast_routes_answers_malformed_requests_in_the_envelope(
+    unused_tcp_port: int,
+) -> None:
+    app = web.Application(middlewares=[error_middleware])
+    app.router.add_route("*", "/{tail:.*}", _slow)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = FastSite(runner, HOST, unused_tcp_port, None, keepalive=5, access_log=None)
+    await site.start()
+    try:
+        reader, writer = await asyncio.open_connection(HOST, unused_tcp_port)
+        writer.write(_get("/x"))
+        assert (await _read_response(reader))[2] == b"slow GET /x 0"
+        writer.write(b"GET /x HTTP/1.1\r\nBad Header\r\n\r\n")
+        status, _, body = await _read_response(reader)
+        assert status == 400 and json.loads(body)["status"] == "ko"
+        writer.close()
+    finally:
+        await runner.cleanup()
 
 
 @pytest.mark.parametrize(

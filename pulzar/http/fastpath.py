@@ -36,7 +36,7 @@ from typing import Any, NamedTuple, cast
 from aiohttp import web
 
 from pulzar.http.metrics import Record
-from pulzar.http.responses import INTERNAL_ERROR, envelope_body
+from pulzar.http.responses import INTERNAL_ERROR, envelope_body, request_handlers
 
 #: The route answers: given the path (raw, without the query), the raw query and the headers
 #: (lower-case names) and the time: `(status, the whole response, request id)`, or None to let
@@ -396,14 +396,15 @@ class FastPathProtocol(asyncio.Protocol):
 
 
 class FastSite(web.TCPSite):
-    """A TCP site whose connections start on the fast path of `fast`."""
+    """A TCP site whose connections start on the fast path of `fast` (if any), then go to
+    aiohttp with its own errors answered in the envelope (`EnvelopeRequestHandler`)."""
 
     def __init__(
         self,
         runner: web.AppRunner,
         host: str,
         port: int,
-        fast: FastPath,
+        fast: FastPath | None,
         *,
         keepalive: float,
         access_log: logging.Logger | None,
@@ -420,16 +421,19 @@ class FastSite(web.TCPSite):
         await web.BaseSite.start(self)
         server = self._runner.server
         assert server is not None
+        handlers = request_handlers(server)
+        fast = self._fast
+
+        def fast_first() -> asyncio.Protocol:
+            assert fast is not None
+            return FastPathProtocol(
+                fast, handlers, self._keepalive, self._log, self._connections, self._in_flight
+            )
+
+        factory = handlers if fast is None else fast_first
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(
-            lambda: FastPathProtocol(
-                self._fast,
-                server,
-                self._keepalive,
-                self._log,
-                self._connections,
-                self._in_flight,
-            ),
+            factory,
             self._host,
             self._port,
             ssl=self._ssl_context,

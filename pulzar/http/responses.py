@@ -6,10 +6,12 @@ import itertools
 import logging
 import secrets
 from collections.abc import Awaitable, Callable
+from http import HTTPStatus
 from typing import Any
 
 import orjson
 from aiohttp import web
+from aiohttp.web_protocol import RequestHandler
 
 from pulzar.core.errors import BadRequest, PulzarError
 
@@ -107,3 +109,35 @@ def query_int(
         upper = f" and {maximum}" if maximum is not None else ""
         raise BadRequest(f"'{name}' must be between {minimum}{upper}, got {value}")
     return value
+
+
+class EnvelopeRequestHandler(RequestHandler):
+    """aiohttp's connection protocol, with the errors aiohttp answers itself (a request it
+    cannot parse, an oversized header) in the JSON envelope like every other error."""
+
+    def handle_error(
+        self,
+        request: web.BaseRequest,
+        status: int = 500,
+        exc: BaseException | None = None,
+        message: str | None = None,
+    ) -> web.StreamResponse:
+        super().handle_error(request, status, exc, message)  # logs it; closes the connection
+        if status >= 500:
+            text = INTERNAL_ERROR
+        else:
+            detail = (message or "").strip().splitlines()
+            text = f"{HTTPStatus(status).phrase.lower()}: {detail[0] if detail else 'malformed'}"
+        response = error_response(status, text)
+        response.force_close()
+        return response
+
+
+def request_handlers(server: web.Server) -> Callable[[], RequestHandler]:
+    """What makes a connection's protocol for `server`: an `EnvelopeRequestHandler`, or
+    aiohttp's own if its server is not built the way this was written against."""
+    loop, kwargs = getattr(server, "_loop", None), getattr(server, "_kwargs", None)
+    if loop is None or not isinstance(kwargs, dict):
+        log.warning("aiohttp's own error answers are used: its server changed shape")
+        return server
+    return lambda: EnvelopeRequestHandler(server, loop=loop, **kwargs)

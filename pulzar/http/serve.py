@@ -76,20 +76,19 @@ async def _run(
     )
     await runner.setup()
     try:
-        fast = app.get(FAST)
-        site: web.TCPSite
-        if fast is not None and ssl_context is None:
+        # The fast path writes plain HTTP only; with TLS every request goes to aiohttp.
+        fast = app.get(FAST) if ssl_context is None else None
+        if fast is not None:
             fast.record = app.get(RECORD)
-            site = FastSite(
-                runner,
-                host,
-                port,
-                fast,
-                keepalive=config.server.keepalive_timeout,
-                access_log=logger,
-            )
-        else:
-            site = web.TCPSite(runner, host, port, ssl_context=ssl_context)
+        site = FastSite(
+            runner,
+            host,
+            port,
+            fast,
+            keepalive=config.server.keepalive_timeout,
+            access_log=logger,
+            ssl_context=ssl_context,
+        )
         await site.start()
         await asyncio.Event().wait()
     finally:
