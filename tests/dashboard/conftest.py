@@ -18,11 +18,9 @@ import contextlib
 import os
 import random
 import shutil
-import socket
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,8 +28,8 @@ from typing import Any
 import httpx
 import pytest
 from playwright.sync_api import Browser, Page, ViewportSize, expect, sync_playwright
+from processes import HOST, Proc, free_ports, wait_until
 
-HOST = "127.0.0.1"
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
     "--headless",
@@ -96,60 +94,6 @@ def run(params, ctx):
 }
 
 
-def wait_until(
-    check: Callable[[], Any], *, timeout: float = 15.0, interval: float = 0.05, what: str = ""
-) -> Any:
-    """Poll `check()` until it returns something truthy (returned); fail after `timeout` s.
-    Exceptions from `check` count as "not yet", except `ProcessDied`."""
-    deadline = time.monotonic() + timeout
-    last: BaseException | None = None
-    while True:
-        try:
-            result = check()
-        except ProcessDied:
-            raise
-        except Exception as exc:
-            result, last = None, exc
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            detail = f" (last error: {last!r})" if last else ""
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}{detail}")
-        time.sleep(interval)
-
-
-class ProcessDied(AssertionError):
-    """A process of the cluster exited: no point in waiting any longer."""
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((HOST, 0))
-        return int(sock.getsockname()[1])
-
-
-@dataclass
-class Proc:
-    name: str
-    popen: subprocess.Popen[bytes]
-    log: Path
-
-    def check_alive(self) -> None:
-        if self.popen.poll() is not None:
-            tail = "\n".join(self.log.read_text(errors="replace").splitlines()[-30:])
-            raise ProcessDied(f"{self.name} exited with {self.popen.returncode}:\n{tail}")
-
-    def stop(self) -> None:
-        """SIGTERM by PID, then SIGKILL if it does not exit in 5 s."""
-        if self.popen.poll() is None:
-            self.popen.terminate()
-            try:
-                self.popen.wait(5)
-            except subprocess.TimeoutExpired:
-                self.popen.kill()
-                self.popen.wait(10)
-
-
 @dataclass
 class DashboardCluster:
     root: Path
@@ -171,17 +115,8 @@ class DashboardCluster:
         return self.env.get("PULZAR_SECURITY_ADMIN_TOKEN", "")
 
     def start(self, name: str, *args: str) -> Proc:
-        log = self.root / f"{name}.log"
-        with open(log, "ab") as out:
-            popen = subprocess.Popen(
-                [sys.executable, "-m", "pulzar", *args],
-                env=self.env,
-                cwd=self.root,
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-            )
-        proc = Proc(name, popen, log)
+        proc = Proc(name, list(args), self.env, self.root / f"{name}.log", self.root)
+        proc.start()
         self.procs.append(proc)
         return proc
 
@@ -248,7 +183,7 @@ def running_cluster(
             **(settings or {}),
         }
     )
-    cluster = DashboardCluster(root, free_port(), env)
+    cluster = DashboardCluster(root, free_ports(), env)
     try:
         master = cluster.start(
             "master", "master", "--port", str(cluster.master_port), "--data", str(root / "master")
@@ -271,7 +206,7 @@ def running_cluster(
                 "--master",
                 cluster.master_url,
                 "--port",
-                str(free_port()),
+                str(free_ports()),
                 "--data",
                 str(root / f"volume{n}"),
                 "--name",
@@ -290,7 +225,7 @@ def running_cluster(
         yield cluster
     except BaseException:
         for proc in cluster.procs:
-            print(f"==== {proc.name} (pid {proc.popen.pid})")
+            print(f"==== {proc.name} (pid {proc.pid})")
             print(proc.log.read_text(errors="replace")[-4000:])
         raise
     finally:
