@@ -31,7 +31,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from email.utils import formatdate
 from http import HTTPStatus
-from typing import Any, NamedTuple, cast
+from typing import Any, NamedTuple, TypeVar, cast
 
 from aiohttp import web
 
@@ -173,6 +173,17 @@ def parse_head(data: bytes) -> Head | None:
     return Head(method, path, query, headers, length, received)
 
 
+R = TypeVar("R", FastRoute, BodyRoute)
+
+
+def _route(routes: list[R], head: Head) -> R | None:
+    """The route that serves `head`'s method and path."""
+    for route in routes:
+        if head.method == route.method and head.path.startswith(route.prefix):
+            return route
+    return None
+
+
 class FastPathProtocol(asyncio.Protocol):
     """One connection: fast answers while they apply, then aiohttp's protocol for good."""
 
@@ -249,16 +260,11 @@ class FastPathProtocol(asyncio.Protocol):
     # -- the two ways -------------------------------------------------------------------
 
     def _answer(self, head: Head) -> bool:
-        method, path, query = head.method, head.path, head.query
-        for route in self._fast.routes:
-            if method == route.method and path.startswith(route.prefix):
-                break
-        else:
-            return False
-        if head.length > route.skip_body:
+        route = _route(self._fast.routes, head)
+        if route is None or head.length > route.skip_body:
             return False
         started = time.perf_counter()
-        answered = route.answer(path, query, head.headers, time.time())
+        answered = route.answer(head.path, head.query, head.headers, time.time())
         if answered is None:
             return False
         assert self._transport is not None
@@ -286,15 +292,10 @@ class FastPathProtocol(asyncio.Protocol):
 
     def _accept(self, head: Head, data: bytes) -> bool:
         """Start answering a body route's request (its whole body is in `data`)."""
-        method, path = head.method, head.path
-        for route in self._fast.body_routes:
-            if method == route.method and path.startswith(route.prefix):
-                break
-        else:
+        route = _route(self._fast.body_routes, head)
+        if route is None or head.length > route.max_body:
             return False
-        if head.length > route.max_body:
-            return False
-        respond = route.accept(path, head.query, head.headers, time.time())
+        respond = route.accept(head.path, head.query, head.headers, time.time())
         if respond is None:
             return False
         assert self._transport is not None

@@ -56,14 +56,12 @@ class Sequence:
 
     async def next(self) -> int:
         """A number larger than any handed out before, across restarts."""
-        if self._next >= self._ceiling:
+        while (number := self.next_now()) is None:
             async with self._lock:
                 if self._next >= self._ceiling:
                     ceiling = self._next + self._block
                     await self._writer.write(self._record(ceiling))
                     self._ceiling = ceiling
-        number = self._next
-        self._next += 1
         return number
 
     async def skip_past(self, number: int) -> None:
