@@ -384,6 +384,8 @@ def run(quick: bool, console: Console | None = None) -> tuple[list[Row], dict[st
         raise SystemExit("the reference needs nginx and wrk: apt-get install -y nginx wrk")
     if shutil.which("curl") is None:
         raise SystemExit("the large-value rows need curl: apt-get install -y curl")
+    if not loadgen.available():
+        raise SystemExit("the load generator needs httptools: pip install -e '.[bench]'")
     cpu: dict[str, Any] = {}
     rows: list[Row] = []
     with nginx.running_nginx() as ng, local_cluster(volumes=2) as cluster:
