@@ -15,7 +15,7 @@ import binascii
 import hashlib
 import hmac
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -69,6 +69,12 @@ class WriteTicket:
     #: Set when restoring a backup: the value keeps its modification time and expiry.
     modified: float | None = None
     expires: float | None = None
+    #: The token this ticket was read from (`verify_ticket`): a primary hands it on to the
+    #: replicas as it came instead of signing the same payload again.
+    token: str = field(default="", compare=False, repr=False)
+
+    def signed(self, secret: str) -> str:
+        return self.token or sign_ticket(secret, self)
 
     def to_payload(self) -> dict[str, Any]:
         return {
@@ -88,12 +94,12 @@ class WriteTicket:
         }
 
     @classmethod
-    def from_payload(cls, p: dict[str, Any]) -> WriteTicket:
+    def from_payload(cls, p: dict[str, Any], token: str = "") -> WriteTicket:
         return cls(
             key=str(p["k"]),
             version=int(p["v"]),
-            nodes=tuple(str(n) for n in p["n"]),
-            urls=tuple(str(u) for u in p["u"]),
+            nodes=tuple(map(str, p["n"])),
+            urls=tuple(map(str, p["u"])),
             expires_at=float(p["x"]),
             ttl=None if p.get("t") is None else float(p["t"]),
             condition=str(p.get("c", "")),
@@ -103,6 +109,7 @@ class WriteTicket:
             quorum=int(p.get("w", 1)),
             modified=None if p.get("m") is None else float(p["m"]),
             expires=None if p.get("e") is None else float(p["e"]),
+            token=token,
         )
 
 
@@ -123,7 +130,7 @@ def verify_ticket(secret: str, token: str | None, now: float) -> WriteTicket:
     if not hmac.compare_digest(sig, _mac(secret, b"write:" + body)):
         raise Forbidden("write ticket signature does not match")
     try:
-        ticket = WriteTicket.from_payload(orjson.loads(body))
+        ticket = WriteTicket.from_payload(orjson.loads(body), token)
     except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
         raise Forbidden("write ticket is malformed") from None
     if now > ticket.expires_at + CLOCK_SKEW:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 from typing import Any
 
@@ -18,9 +17,9 @@ from pulzar.http.keys import condition_from, key_from, prefix_from, ttl_days_fro
 from pulzar.http.openapi import document
 from pulzar.http.responses import REQUEST_ID, envelope, new_request_id, query_int, request_id
 from pulzar.master.repair import Repairer
-from pulzar.master.service import MasterService
+from pulzar.master.service import MasterService, commit_record
 from pulzar.master.views import key_json
-from pulzar.storage.records import ValueMeta
+from pulzar.storage.records import KeyRecord, ValueMeta
 
 SERVICE = web.AppKey("service", MasterService)
 CONNECTIONS = web.AppKey("connections", dict)
@@ -244,18 +243,26 @@ async def apply_commits(svc: MasterService, entries: Any, now: float) -> list[di
     what the volumes' channel (`pulzar.jobs.channel`) answers to a `commits` request."""
     if not isinstance(entries, list):
         raise BadRequest("'commits' must be a list of commits")
-
-    async def one(entry: Any) -> dict[str, Any]:
+    answers: list[dict[str, Any] | None] = []
+    valid: list[tuple[KeyRecord, str]] = []
+    for entry in entries:
         try:
             if not isinstance(entry, dict):
                 raise BadRequest("a commit must be a JSON object")
             meta, nodes, copies, condition = _commit_args(entry)
-            result = await svc.commit(meta, nodes, copies, condition, now)
+            valid.append((commit_record(meta, nodes, copies), condition))
+            answers.append(None)
         except PulzarError as exc:
-            return {"status": exc.status, "msg": exc.message}
-        return {"applied": result.applied}
-
-    return list(await asyncio.gather(*(one(e) for e in entries)))
+            answers.append({"status": exc.status, "msg": exc.message})
+    results = iter(await svc.commit_many(valid, now) if valid else [])
+    for i, answer in enumerate(answers):
+        if answer is None:
+            result = next(results)
+            if isinstance(result, PulzarError):
+                answers[i] = {"status": result.status, "msg": result.message}
+            else:
+                answers[i] = {"applied": result.applied}
+    return [a for a in answers if a is not None]
 
 
 @routes.post("/internal/lookup")

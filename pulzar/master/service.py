@@ -19,6 +19,7 @@ from pulzar.core.errors import (
     KeyNotFound,
     NoLiveVolume,
     PayloadTooLarge,
+    PulzarError,
 )
 from pulzar.core.placement import Candidate, rank
 from pulzar.core.tickets import WriteTicket, sign_read_ticket, sign_ticket
@@ -39,6 +40,15 @@ class WritePlan:
 
     url: str
     ticket: WriteTicket
+
+
+def commit_record(meta: ValueMeta, nodes: tuple[str, ...], copies: int) -> KeyRecord:
+    """The index record of a commit; `BadRequest` when it cannot be one."""
+    if not nodes:
+        raise BadRequest("a commit must name the nodes holding the value")
+    if not 1 <= copies <= 16:
+        raise BadRequest("copies must be between 1 and 16")
+    return KeyRecord(meta, nodes, copies)
 
 
 class MasterService:
@@ -165,16 +175,27 @@ class MasterService:
         self, meta: ValueMeta, nodes: tuple[str, ...], copies: int, condition: str, now: float
     ) -> CommitResult:
         """Record a value that volumes hold durably; delete copies it makes obsolete."""
-        if not nodes:
-            raise BadRequest("a commit must name the nodes holding the value")
-        if not 1 <= copies <= 16:
-            raise BadRequest("copies must be between 1 and 16")
-        result = await self.index.commit(KeyRecord(meta, nodes, copies), condition, now)
+        record = commit_record(meta, nodes, copies)
+        result = await self.index.commit(record, condition, now)
+        self._after_commit(result)
+        return result
+
+    async def commit_many(
+        self, commits: list[tuple[KeyRecord, str]], now: float
+    ) -> list[CommitResult | PulzarError]:
+        """`commit` of several values (records from `commit_record`, conditions) in one go;
+        each gets its own result or error."""
+        results = await self.index.commit_many(commits, now)
+        for result in results:
+            if isinstance(result, CommitResult):
+                self._after_commit(result)
+        return results
+
+    def _after_commit(self, result: CommitResult) -> None:
         if result.applied and result.previous is not None:
             # Nodes that also hold the new version drop the old one themselves on finalize.
-            stale = [n for n in result.previous.nodes if n not in nodes]
+            stale = [n for n in result.previous.nodes if n not in result.record.nodes]
             self._delete_copies(result.previous, stale)
-        return result
 
     def _delete_copies(self, record: KeyRecord, node_ids: list[str] | tuple[str, ...]) -> None:
         targets = []

@@ -54,12 +54,17 @@ class GroupCommitter:
 
     async def write(self, op: Callable[[lmdb.Transaction], T]) -> T:
         """Run `op` in the next batch; return once its batch is durable."""
+        return await self.submit(op)
+
+    def submit(self, op: Callable[[lmdb.Transaction], T]) -> asyncio.Future[T]:
+        """`write` as a future, resolved once the batch is durable: a caller can do other
+        work meanwhile without a task of its own."""
         if self._closed:
             raise RuntimeError("store is closed")
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
         self._queue.put((op, loop, future))
-        return await future
+        return future
 
     def write_later(self, op: Callable[[lmdb.Transaction], Any]) -> None:
         """Queue `op` without waiting for it (it rides along with the next batch)."""

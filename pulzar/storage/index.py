@@ -23,7 +23,7 @@ from typing import Any
 import lmdb
 import orjson
 
-from pulzar.core.errors import Conflict, KeyNotFound, PreconditionFailed
+from pulzar.core.errors import Conflict, KeyNotFound, PreconditionFailed, PulzarError
 from pulzar.storage.groupcommit import GroupCommitter
 from pulzar.storage.keycodec import KeyCodec, scan_prefix, stored_key
 from pulzar.storage.lmdbenv import check_format, open_env
@@ -197,15 +197,6 @@ class Index:
 
     # -- writes ---------------------------------------------------------------------------
 
-    def _current(
-        self, txn: lmdb.Transaction, key: bytes, name: str, now: float
-    ) -> KeyRecord | None:
-        raw = txn.get(key, db=self._keys)
-        if raw is None:
-            return None
-        record = unpack_key_record(name, raw)
-        return None if record.meta.is_expired(now) else record
-
     def _remove(self, txn: lmdb.Transaction, key: bytes, record: KeyRecord) -> None:
         txn.delete(key, db=self._keys)
         if record.meta.expires is not None:
@@ -217,32 +208,58 @@ class Index:
         A record older than what is already stored (or than the key's last delete) is not
         applied: last writer wins by version. Raises `Conflict` or `PreconditionFailed`.
         """
-        key = stored_key(record.meta.key)
-
-        def op(txn: lmdb.Transaction) -> CommitResult:
-            current = self._current(txn, key, record.meta.key, now)
-            check_condition(condition, current)
-            raw = txn.get(key, db=self._keys)
-            stored = None if raw is None else unpack_key_record(record.meta.key, raw)
-            if stored is not None and stored.meta.version > record.meta.version:
-                return CommitResult(False, record, stored)
-            tomb = txn.get(key, db=self._tombs)
-            if tomb is not None and _TOMB.unpack(tomb)[0] > record.meta.version:
-                return CommitResult(False, record, stored)
-            if stored is not None:
-                self._remove(txn, key, stored)
-            if tomb is not None:
-                txn.delete(key, db=self._tombs)
-            txn.put(key, pack_key_record(record), db=self._keys)
-            self._codec.remember(txn, record.meta.key, key)
-            if record.meta.expires is not None:
-                txn.put(_expiry_key(record.meta.expires, key), b"", db=self._expiry)
-            return CommitResult(True, record, stored)
-
-        result = await self._writer.write(op)
-        if result.applied and len(record.nodes) < record.copies:
-            self.holder_changes += 1
+        result = await self._writer.write(lambda txn: self._commit_in(txn, record, condition, now))
+        self._count_short(result)
         return result
+
+    async def commit_many(
+        self, commits: list[tuple[KeyRecord, str]], now: float
+    ) -> list[CommitResult | PulzarError]:
+        """`commit` of each (record, condition) on its own, in one operation of the batch;
+        a commit's `Conflict` or `PreconditionFailed` is its result."""
+
+        def op(txn: lmdb.Transaction) -> list[CommitResult | PulzarError]:
+            results: list[CommitResult | PulzarError] = []
+            for record, condition in commits:
+                try:
+                    results.append(self._commit_in(txn, record, condition, now))
+                except PulzarError as exc:
+                    results.append(exc)
+            return results
+
+        results = await self._writer.write(op)
+        for result in results:
+            if isinstance(result, CommitResult):
+                self._count_short(result)
+        return results
+
+    def _count_short(self, result: CommitResult) -> None:
+        if result.applied and len(result.record.nodes) < result.record.copies:
+            self.holder_changes += 1
+
+    def _commit_in(
+        self, txn: lmdb.Transaction, record: KeyRecord, condition: str, now: float
+    ) -> CommitResult:
+        """One commit inside a write batch; raises (before writing) when `condition` fails."""
+        key = stored_key(record.meta.key)
+        raw = txn.get(key, db=self._keys)
+        stored = None if raw is None else unpack_key_record(record.meta.key, raw)
+        current = None if stored is None or stored.meta.is_expired(now) else stored
+        check_condition(condition, current)
+        if stored is not None and stored.meta.version > record.meta.version:
+            return CommitResult(False, record, stored)
+        tomb = txn.get(key, db=self._tombs)
+        if tomb is not None and _TOMB.unpack(tomb)[0] > record.meta.version:
+            return CommitResult(False, record, stored)
+        if stored is not None:
+            self._remove(txn, key, stored)
+        if tomb is not None:
+            txn.delete(key, db=self._tombs)
+        txn.put(key, pack_key_record(record), db=self._keys)
+        self._codec.remember(txn, record.meta.key, key)
+        if record.meta.expires is not None:
+            txn.put(_expiry_key(record.meta.expires, key), b"", db=self._expiry)
+        return CommitResult(True, record, stored)
 
     async def delete(
         self, key: str, version: int, now: float, *, expired_only: bool = False

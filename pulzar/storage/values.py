@@ -43,6 +43,11 @@ _BE64 = struct.Struct(">Q")
 _USED = b"used_bytes"
 # Values larger than this are not kept in the read cache.
 _HOT_MAX_VALUE = 64 * 1024
+# The disk's free space is asked again after this many seconds, or sooner when what was
+# taken since the last answer leaves less than `_DISK_MARGIN` (a `statvfs` per write costs
+# more than the rest of a small write's checks).
+_DISK_RECHECK = 0.5
+_DISK_MARGIN = 256 * 1024 * 1024
 
 
 def _object_key(key: str, version: int) -> bytes:
@@ -141,6 +146,9 @@ class ValueStore:
         for leftover in self.tmp.iterdir():
             leftover.unlink(missing_ok=True)
         self.max_bytes = max_bytes
+        #: The disk's free bytes at the last `statvfs`, when (monotonic), and bytes given
+        #: to values since (see `_disk_free`).
+        self._disk: tuple[int, float, int] = (0, -1e9, 0)
         self.env = open_env(root / "index", map_size_gb=map_size_gb)
         self._objects = self.env.open_db(b"objects")
         self._pending = self.env.open_db(b"pending")
@@ -174,13 +182,30 @@ class ValueStore:
     def free_bytes(self) -> int:
         if self.max_bytes:
             return max(0, self.max_bytes - self.used_bytes)
-        return shutil.disk_usage(self.root).free
+        free = shutil.disk_usage(self.root).free
+        self._disk = (free, time.monotonic(), 0)
+        return free
+
+    def _disk_free(self, size: int) -> int:
+        """The disk's free bytes for a value of `size`: from the last `statvfs` less what
+        was taken since, asked again when that is old or the room is getting short."""
+        free, when, taken = self._disk
+        estimate = free - taken
+        if time.monotonic() - when > _DISK_RECHECK or estimate - size < _DISK_MARGIN:
+            estimate = self.free_bytes()
+        self._disk = (self._disk[0], self._disk[1], self._disk[2] + max(size, 0))
+        return estimate
 
     def ensure_room(self, size: int, *, written: int = 0) -> None:
         """Raise `InsufficientStorage` when a value of `size` bytes would not fit; `written`
         of them are already in tmp/ (they take disk space, but count against `max_bytes`
         only once the value is stored)."""
-        if (size if self.max_bytes else size - written) > self.free_bytes():
+        if self.max_bytes:
+            room = self.free_bytes()
+        else:
+            size -= written
+            room = self._disk_free(size)
+        if size > room:
             raise InsufficientStorage("volume is full")
 
     def count(self) -> int:
@@ -337,10 +362,29 @@ class ValueStore:
             except OSError as exc:
                 blob.abort()
                 raise storage_error(exc) from exc
+        await self._writer.write(self._put_op(meta, data, now or time.time()))
+
+    def put_soon(self, meta: ValueMeta, data: bytes, now: float) -> asyncio.Future[None]:
+        """`put` of a small value as a future (see `GroupCommitter.submit`)."""
+        return self._writer.submit(self._put_op(meta, data, now))
+
+    async def put_many(self, values: list[tuple[ValueMeta, bytes, float]]) -> None:
+        """`put` of several small values (meta, bytes, time) in one operation of the batch."""
+        ops = [self._put_op(meta, data, now) for meta, data, now in values]
+
+        def op(txn: lmdb.Transaction) -> None:
+            for one in ops:
+                one(txn)
+
+        await self._writer.write(op)
+
+    def _put_op(
+        self, meta: ValueMeta, data: bytes | None, now: float
+    ) -> Callable[[lmdb.Transaction], None]:
         okey = _object_key(meta.key, meta.version)
         header = bytes([_INLINE if data is not None else 0]) + pack_meta(meta)
         record = header + data if data is not None else header
-        stamp = _BE64.pack(int((now or time.time()) * 1000))
+        stamp = _BE64.pack(int(now * 1000))
 
         def op(txn: lmdb.Transaction) -> None:
             old = txn.get(okey, db=self._objects)
@@ -352,7 +396,7 @@ class ValueStore:
             self._codec.remember(txn, meta.key, okey[:-9])
             self._adjust_used(txn, meta.size)
 
-        await self._writer.write(op)
+        return op
 
     def _after_batch(self) -> None:
         """Runs in the writer thread after each batch: forget the cached copies of versions

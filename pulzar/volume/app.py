@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import time
@@ -22,7 +21,7 @@ from pulzar.http.keys import key_from, ttl_days_from
 from pulzar.http.responses import envelope, envelope_body, query_int
 from pulzar.jobs.channel import Channel
 from pulzar.volume import peers
-from pulzar.volume.batching import ReplicaEntry, unpack_replicas
+from pulzar.volume.batching import unpack_replicas
 from pulzar.volume.service import BodyBytes, Upload, VolumeService, dump_entry
 from pulzar.volume.serving import value_headers, value_response
 
@@ -198,7 +197,7 @@ async def replicas(request: web.Request) -> web.Response:
     if length is None or length > REPLICA_BATCH_MAX:
         raise BadRequest(f"a replica batch needs a Content-Length of at most {REPLICA_BATCH_MAX}")
     entries = unpack_replicas(await request.content.readexactly(length))
-    return envelope({"stored": await store_replicas(svc, entries)})
+    return envelope({"stored": await svc.receive_replicas(entries, time.time())})
 
 
 @routes.get(peers.PATH)
@@ -212,7 +211,7 @@ async def peer_channel(request: web.Request) -> web.WebSocketResponse:
     async def handle(data: dict[str, Any]) -> Any:
         kind, payload = data.get("kind"), data.get("payload")
         if kind == "replicas" and isinstance(payload, bytes):
-            return {"stored": await store_replicas(svc, unpack_replicas(payload))}
+            return {"stored": await svc.receive_replicas(unpack_replicas(payload), time.time())}
         if kind == "finalize":
             return {"queued": finalize_values(svc, data.get("values"))}
         raise BadRequest("the channel takes 'replicas' (with their bytes) and 'finalize'")
@@ -232,30 +231,6 @@ async def close_peer_channels(app: web.Application) -> None:
     for link in list(links):
         with contextlib.suppress(Exception):
             await link.close()
-
-
-async def store_replicas(svc: VolumeService, entries: list[ReplicaEntry]) -> list[bool]:
-    """Check and store each replica on its own (they share the store's group commit); which
-    were stored, in order."""
-    now = time.time()
-
-    async def one(entry: ReplicaEntry) -> bool:
-        try:
-            ticket = verify_ticket(svc.secret, entry.ticket, now)
-            svc.check_ticket(ticket, entry.key)
-            await svc.receive_small(
-                ticket,
-                entry.data,
-                entry.content_type,
-                modified=entry.modified,
-                expires=entry.expires,
-            )
-        except PulzarError as exc:
-            log.info("replica of %s refused: %s", entry.key, exc.message)
-            return False
-        return True
-
-    return list(await asyncio.gather(*(one(e) for e in entries)))
 
 
 @routes.get("/internal/dump")

@@ -27,19 +27,34 @@ Send = Callable[[list[Item]], Awaitable[list["Result | BaseException"]]]
 
 
 class Coalescer(Generic[Item, Result]):
-    def __init__(self, send: Send[Item, Result], *, max_batch: int = 256) -> None:
+    def __init__(
+        self,
+        send: Send[Item, Result],
+        *,
+        max_batch: int = 256,
+        on_error: Callable[[Item, BaseException], None] | None = None,
+    ) -> None:
         self._send = send
         self._max_batch = max_batch
-        self._queue: list[tuple[Item, asyncio.Future[Result]]] = []
+        self._on_error = on_error
+        self._queue: list[tuple[Item, asyncio.Future[Result] | None]] = []
         self._pump: asyncio.Task[None] | None = None
 
     async def call(self, item: Item) -> Result:
         """Send `item` with the next batch and return its own result (or raise its error)."""
         future: asyncio.Future[Result] = asyncio.get_running_loop().create_future()
+        self._add(item, future)
+        return await future
+
+    def post(self, item: Item) -> None:
+        """Send `item` with the next batch, waiting for nothing: its result is dropped and
+        its error goes to `on_error`."""
+        self._add(item, None)
+
+    def _add(self, item: Item, future: asyncio.Future[Result] | None) -> None:
         self._queue.append((item, future))
         if self._pump is None:
             self._pump = asyncio.ensure_future(self._run())
-        return await future
 
     async def _run(self) -> None:
         try:
@@ -53,14 +68,18 @@ class Coalescer(Generic[Item, Result]):
                         raise RuntimeError(f"{len(results)} results for {len(batch)} items")
                 except asyncio.CancelledError:
                     for _, future in batch:
-                        future.cancel()
+                        if future is not None:
+                            future.cancel()
                     raise
                 except Exception as exc:
                     results = [exc] * len(batch)
-                for (_, future), result in zip(batch, results, strict=True):
-                    if future.done():
+                for (item, future), result in zip(batch, results, strict=True):
+                    if future is None:
+                        if isinstance(result, BaseException) and self._on_error is not None:
+                            self._on_error(item, result)
+                    elif future.done():
                         continue
-                    if isinstance(result, BaseException):
+                    elif isinstance(result, BaseException):
                         future.set_exception(result)
                     else:
                         future.set_result(result)
@@ -68,7 +87,8 @@ class Coalescer(Generic[Item, Result]):
             self._pump = None
             # Cancelled (the process is stopping): nobody will send what is left.
             for _, future in self._queue:
-                future.cancel()
+                if future is not None:
+                    future.cancel()
             self._queue.clear()
 
 

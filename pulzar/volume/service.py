@@ -41,7 +41,7 @@ from pulzar.core.errors import (
     Unavailable,
     error_for_status,
 )
-from pulzar.core.tickets import WriteTicket, sign_ticket
+from pulzar.core.tickets import WriteTicket, verify_ticket
 from pulzar.http import tls
 from pulzar.http.internal import signed_headers
 from pulzar.jobs.channel import Channel, ChannelClosed, ChannelError
@@ -113,12 +113,15 @@ class BodyBytes:
     def __init__(self, data: bytes) -> None:
         self._data = data
 
-    async def read(self, n: int = -1) -> bytes:
+    def take(self) -> bytes:
         data, self._data = self._data, b""
         return data
 
+    async def read(self, n: int = -1) -> bytes:
+        return self.take()
+
     async def readany(self) -> bytes:
-        return await self.read()
+        return self.take()
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,6 +157,15 @@ def _meta(
 COMMIT_TIMEOUT = 60.0
 #: Seconds a replica has to queue a batch of finalizes sent over its channel.
 FINALIZE_TIMEOUT = 30.0
+
+
+def _finalize_failed(url: str, value: tuple[str, int], exc: BaseException) -> None:
+    """A finalize that did not reach its replica: the copy there stays pending, and is
+    settled with the master later."""
+    if isinstance(exc, (PulzarError, ChannelError, aiohttp.ClientError, TimeoutError, OSError)):
+        log.info("finalize of %s on %s not done now: %s", value[0], url, exc)
+    else:
+        log.error("finalize of %s on %s failed: %r", value[0], url, exc)
 
 
 class VolumeService:
@@ -255,21 +267,30 @@ class VolumeService:
             raise
         return meta, data, blob
 
-    async def receive_small(
-        self,
-        ticket: WriteTicket,
-        data: bytes,
-        content_type: str | None,
-        *,
-        modified: float,
-        expires: float | None,
-    ) -> None:
-        """Steps 1 and 2 for a small replica that came in a batch (already in memory)."""
-        self._check_size(len(data))
-        self.store.ensure_room(len(data))
-        checksum = hashlib.sha256(data).digest()
-        meta = _meta(ticket, content_type, len(data), checksum, modified, expires)
-        await self.store.put(meta, data, None, now=modified)
+    async def receive_replicas(self, entries: list[ReplicaEntry], now: float) -> list[bool]:
+        """Steps 1 and 2 for small replicas that came in a batch (already in memory): each is
+        checked on its own, and those that pass are stored together. Which were stored, in
+        order; a store failure fails them all."""
+        stored = [False] * len(entries)
+        accepted: list[tuple[ValueMeta, bytes, float]] = []
+        for i, entry in enumerate(entries):
+            try:
+                ticket = verify_ticket(self.secret, entry.ticket, now)
+                self.check_ticket(ticket, entry.key)
+                self._check_size(len(entry.data))
+                self.store.ensure_room(len(entry.data))
+            except PulzarError as exc:
+                log.info("replica of %s refused: %s", entry.key, exc.message)
+                continue
+            checksum = hashlib.sha256(entry.data).digest()
+            meta = _meta(
+                ticket, entry.content_type, len(entry.data), checksum, entry.modified, entry.expires
+            )
+            accepted.append((meta, entry.data, entry.modified))
+            stored[i] = True
+        if accepted:
+            await self.store.put_many(accepted)
+        return stored
 
     def _check_size(self, size: int) -> None:
         if size > self.max_value:
@@ -282,6 +303,8 @@ class VolumeService:
         inline_max = self.config.volume.inline_max
         stall = self.config.server.body_timeout
         if upload.length is not None and upload.length <= inline_max:
+            if isinstance(upload.stream, BodyBytes):
+                return upload.stream.take(), None
             return await _within(stall, upload.stream.read()), None
         buffer = bytearray()
         blob: BlobWriter | None = None
@@ -439,15 +462,17 @@ class VolumeService:
         leaves pending copies here or there either way, settled as in step 2."""
         if data is None:
             return await self._replicate(ticket, meta, streams=streams)
-        stored, held = await asyncio.gather(
-            self.store.put(meta, data, None, now=now),
-            self._replicate(ticket, meta, data),
-            return_exceptions=True,
-        )
-        if isinstance(stored, BaseException):
-            raise stored
-        if isinstance(held, BaseException):
-            raise held
+        stored = self.store.put_soon(meta, data, now)
+        try:
+            held = await self._replicate(ticket, meta, data)
+        except BaseException:
+            # The local copy is being written all the same: let it end (the caller drops
+            # it), and a failure to store it here is the error that counts.
+            await asyncio.wait([stored])
+            if not stored.cancelled() and (error := stored.exception()) is not None:
+                raise error from None
+            raise
+        await stored
         return held
 
     async def _drop_everywhere(self, ticket: WriteTicket, meta: ValueMeta) -> None:
@@ -472,16 +497,13 @@ class VolumeService:
         """Step 5 on the replicas that hold a copy, in the background, batched per replica."""
         urls = dict(zip(ticket.nodes, ticket.urls, strict=True))
         for node_id in held[1:]:
-            self.spawn(self._finalize_on(urls[node_id], meta.key, meta.version))
-
-    async def _finalize_on(self, url: str, key: str, version: int) -> None:
-        batcher = self._finalizes.get(url)
-        if batcher is None:
-            batcher = self._finalizes[url] = Coalescer(partial(self._send_finalizes, url))
-        try:
-            await batcher.call((key, version))
-        except (PulzarError, ChannelError, aiohttp.ClientError, TimeoutError, OSError) as exc:
-            log.info("finalize of %s on %s not done now: %s", key, url, exc)
+            url = urls[node_id]
+            batcher = self._finalizes.get(url)
+            if batcher is None:
+                batcher = self._finalizes[url] = Coalescer(
+                    partial(self._send_finalizes, url), on_error=partial(_finalize_failed, url)
+                )
+            batcher.post((meta.key, meta.version))
 
     async def _send_finalizes(
         self, url: str, values: list[tuple[str, int]]
@@ -543,7 +565,10 @@ class VolumeService:
         first: list[asyncio.Task[bool] | None] = []
         first += (streams or [])[: ticket.copies - 1]
         first += [None] * (ticket.copies - 1 - len(first))
-        await asyncio.gather(*(place_one(streamed) for streamed in first))
+        if len(first) == 1:
+            await place_one(first[0])
+        else:
+            await asyncio.gather(*(place_one(streamed) for streamed in first))
         if len(held) < ticket.quorum:
             raise Unavailable(
                 f"only {len(held)} of the {ticket.quorum} copies needed could be stored"
@@ -554,7 +579,7 @@ class VolumeService:
         self, key: str, ticket: WriteTicket, modified: float, expires: float | None
     ) -> str:
         return (
-            f"/internal/replica{quote(key)}?t={sign_ticket(self.secret, ticket)}"
+            f"/internal/replica{quote(key)}?t={ticket.signed(self.secret)}"
             f"&modified={modified!r}&expires={expires or ''}"
         )
 
@@ -574,7 +599,7 @@ class VolumeService:
                 batcher = self._small_replicas[url] = Coalescer(send, max_batch=64)
             entry = ReplicaEntry(
                 meta.key,
-                sign_ticket(self.secret, ticket),
+                ticket.signed(self.secret),
                 meta.modified,
                 meta.expires,
                 meta.content_type,
