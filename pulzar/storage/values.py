@@ -164,6 +164,9 @@ class ValueStore:
         self._hot: HotValues[StoredValue] = HotValues(cache_bytes, _HOT_MAX_VALUE)
         #: Versions dropped or rewritten by the write batch in progress (writer thread only).
         self._changed: list[tuple[str, int]] = []
+        #: Object keys the batch in progress finalizes (writer thread only): they leave
+        #: `_finalizing` once the batch is over, not before readers can see it committed.
+        self._finalized: list[bytes] = []
         self._writer = GroupCommitter(self.env, "values", after_batch=self._after_batch)
 
     def close(self) -> None:
@@ -400,10 +403,15 @@ class ValueStore:
 
     def _after_batch(self) -> None:
         """Runs in the writer thread after each batch: forget the cached copies of versions
-        the batch dropped or rewrote (before anyone waiting for the batch resumes)."""
+        the batch dropped or rewrote (before anyone waiting for the batch resumes), and the
+        finalizes it made (committed, or lost with a failed batch: then the version reads as
+        pending again, to be settled with the master)."""
         if self._changed:
             changed, self._changed = self._changed, []
             self._hot.forget(changed)
+        if self._finalized:
+            finalized, self._finalized = self._finalized, []
+            self._finalizing.difference_update(finalized)
 
     def _finalize_op(self, key: str, version: int) -> Callable[[lmdb.Transaction], None]:
         def op(txn: lmdb.Transaction) -> None:
@@ -439,10 +447,8 @@ class ValueStore:
         op = self._finalize_op(key, version)
 
         def finalize_and_forget(txn: lmdb.Transaction) -> None:
-            try:
-                op(txn)
-            finally:
-                self._finalizing.discard(okey)
+            self._finalized.append(okey)
+            op(txn)
 
         self._writer.write_later(finalize_and_forget)
 

@@ -135,3 +135,51 @@ async def test_long_keys_keep_their_versions_apart_and_come_back_whole(store):
     assert keys == sorted([base, long_key])
     await store.delete(long_key, 5)
     assert dict(store.tombstones()) == {long_key: 5}
+
+
+async def test_a_value_larger_than_the_free_disk_is_refused_even_right_after_a_check(tmp_path):
+    s = ValueStore(tmp_path / "v", map_size_gb=1)
+    try:
+        s.ensure_room(1000)  # the disk's free space is now known (and kept for a while)
+        free = s.free_bytes()
+        for _ in range(3):
+            with pytest.raises(InsufficientStorage):
+                s.ensure_room(free + 10**12)
+        s.ensure_room(1000)
+    finally:
+        s.close()
+
+
+async def test_values_stored_together_are_each_pending_with_their_bytes(store):
+    values = [(meta(f"/m{i}", i, b"v%d" % i), b"v%d" % i, NOW) for i in range(1, 4)]
+    await store.put_many(values)
+    for m, data, _ in values:
+        got = store.get(m.key, m.version)
+        assert got.data == data and got.meta == m
+        assert store.is_pending(m.key, m.version)
+    assert store.used_bytes == sum(len(d) for _, d, _ in values)
+
+
+async def test_a_finalized_version_reads_as_committed_while_its_batch_is_being_written(store):
+    """The finalize runs inside a write batch; until that batch is durable the version must
+    still read as committed (it was acknowledged), not as pending."""
+    import asyncio
+    import threading
+
+    await store.put(meta("/f", 1, b"new"), b"new")
+    store.finalize_later("/f", 1)
+    ran, release = threading.Event(), threading.Event()
+
+    def hold(txn):  # rides in the same batch as the finalize, after it
+        ran.set()
+        release.wait(5)
+
+    held = asyncio.ensure_future(store._writer.write(hold))
+    assert await asyncio.to_thread(ran.wait, 5)
+    try:
+        got = store.get("/f")
+        assert got is not None and got.data == b"new"
+    finally:
+        release.set()
+        await held
+    assert store.get("/f").data == b"new" and not store.is_pending("/f", 1)
