@@ -10,7 +10,6 @@ the method, the path with its query and the timestamp, so the secret itself neve
 
 from __future__ import annotations
 
-import base64
 import binascii
 import hashlib
 import hmac
@@ -30,12 +29,19 @@ def new_secret() -> str:
     return secrets.token_urlsafe(32)
 
 
+_TO_URLSAFE = bytes.maketrans(b"+/", b"-_")
+_FROM_URLSAFE = bytes.maketrans(b"-_", b"+/")
+
+
 def _b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+    """base64url without padding (`base64.urlsafe_b64encode`, stripped, in fewer steps)."""
+    return binascii.b2a_base64(data, newline=False).translate(_TO_URLSAFE).rstrip(b"=").decode()
 
 
 def _unb64(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    """`_b64` read back (as leniently as `base64.urlsafe_b64decode`); ValueError when bad."""
+    raw = text.encode("ascii").translate(_FROM_URLSAFE)
+    return binascii.a2b_base64(raw + b"=" * (-len(raw) % 4))
 
 
 def _mac(secret: str, message: bytes) -> bytes:
@@ -95,21 +101,23 @@ class WriteTicket:
 
     @classmethod
     def from_payload(cls, p: dict[str, Any], token: str = "") -> WriteTicket:
+        """The ticket of a payload whose signature was checked: `to_payload` made it, so its
+        fields have their types already."""
         return cls(
-            key=str(p["k"]),
-            version=int(p["v"]),
-            nodes=tuple(map(str, p["n"])),
-            urls=tuple(map(str, p["u"])),
-            expires_at=float(p["x"]),
-            ttl=None if p.get("t") is None else float(p["t"]),
-            condition=str(p.get("c", "")),
-            request_id=str(p.get("i", "")),
-            created=None if p.get("cr") is None else float(p["cr"]),
-            copies=int(p.get("r", 1)),
-            quorum=int(p.get("w", 1)),
-            modified=None if p.get("m") is None else float(p["m"]),
-            expires=None if p.get("e") is None else float(p["e"]),
-            token=token,
+            p["k"],
+            p["v"],
+            tuple(p["n"]),
+            tuple(p["u"]),
+            p["x"],
+            p.get("t"),
+            p.get("c", ""),
+            p.get("i", ""),
+            p.get("cr"),
+            p.get("r", 1),
+            p.get("w", 1),
+            p.get("m"),
+            p.get("e"),
+            token,
         )
 
 

@@ -133,10 +133,11 @@ async def restore_node(request: web.Request) -> web.Response:
 @routes.post("/admin/drain/{node}")
 async def drain(request: web.Request) -> web.Response:
     """Stop placing copies on a volume and move its copies away (see /admin/network)."""
-    node = request.app[SERVICE].nodes.get(request.match_info["node"])
+    nodes = request.app[SERVICE].nodes
+    node = nodes.get(request.match_info["node"])
     if node is None:
         raise NotFound(f"no node with id or name {request.match_info['node']!r}")
-    node.draining = request.query.get("undo") not in ("1", "true")
+    nodes.set_draining(node, request.query.get("undo") not in ("1", "true"))
     return envelope(node.to_json(), "draining" if node.draining else "draining stopped")
 
 

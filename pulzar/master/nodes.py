@@ -109,6 +109,12 @@ class NodeRegistry:
         self.suspect_after = suspect_after
         self.dead_after = dead_after
         self._nodes: dict[str, Node] = {}
+        #: Grows with every change of a node's heartbeat, state or draining flag (what
+        #: placement reads), so that what is derived from them can be kept until it does.
+        self.generation = 0
+
+    def __len__(self) -> int:
+        return len(self._nodes)
 
     def heartbeat(self, beat: Heartbeat, now: float) -> Node:
         """Register the node or refresh it; a heartbeat always makes it alive."""
@@ -119,7 +125,12 @@ class NodeRegistry:
         node.beat = beat
         node.last_seen = now
         node.state = NodeState.ALIVE
+        self.generation += 1
         return node
+
+    def set_draining(self, node: Node, draining: bool) -> None:
+        node.draining = draining
+        self.generation += 1
 
     def load(self, known: list[Heartbeat], now: float) -> None:
         """Nodes remembered from before a restart: dead until they heartbeat, and counted
@@ -129,12 +140,14 @@ class NodeRegistry:
                 self._nodes[beat.node_id] = Node(
                     beat, state=NodeState.DEAD, last_seen=now, registered_at=now
                 )
+        self.generation += 1
 
     def disconnected(self, node_id: str) -> None:
         """The node's heartbeat connection dropped: treat it as dead until it is back."""
         node = self._nodes.get(node_id)
         if node is not None:
             node.state = NodeState.DEAD
+            self.generation += 1
 
     def tick(self, now: float) -> list[Node]:
         """Move silent nodes to suspect, then dead; return the nodes whose state changed."""
@@ -152,6 +165,8 @@ class NodeRegistry:
             ):
                 node.state = state
                 changed.append(node)
+        if changed:
+            self.generation += 1
         return changed
 
     def get(self, id_or_name: str) -> Node | None:
@@ -173,4 +188,5 @@ class NodeRegistry:
 
     def forget(self, node_id: str) -> bool:
         """Remove a node from the registry (a retired volume)."""
+        self.generation += 1
         return self._nodes.pop(node_id, None) is not None

@@ -61,6 +61,9 @@ class MasterService:
         self.max_bytes = config.general.maxsize * 1024 * 1024
         #: Called with a node each time it (re)connects its heartbeat.
         self.join_listeners: list[Callable[[Node], None]] = []
+        #: The writable nodes as placement candidates, and the registry's generation they
+        #: were read at (see `_candidates`).
+        self._candidates_at: tuple[int, list[tuple[Node, Candidate]]] = (-1, [])
 
     # -- writes ---------------------------------------------------------------------------
 
@@ -70,7 +73,7 @@ class MasterService:
         R is the request's, else the configured one, else 2 when the cluster has two or more
         volumes (counting dead ones: a death must not quietly lower the number of copies).
         """
-        auto = 2 if len(self.nodes.all()) >= 2 else 1
+        auto = 2 if len(self.nodes) >= 2 else 1
         copies = requested or self.config.general.replicas or auto
         quorum = min(self.config.general.write_quorum or copies, copies)
         return copies, quorum
@@ -78,11 +81,7 @@ class MasterService:
     def choose_nodes(self, key: str, size: int, quorum: int, limit: int) -> list[Node]:
         """Live nodes with room for `size` bytes, best first by weighted rendezvous hashing
         (at most `limit`); at least `quorum` of them, else `NoLiveVolume`."""
-        live = {
-            n.id: n
-            for n in self.nodes.writable()
-            if n.beat.free_bytes > size and n.beat.percent < 100
-        }
+        live = {c.node_id: (n, c) for n, c in self._candidates() if n.beat.free_bytes > size}
         if len(live) < quorum:
             have = len(live)
             # Enough volumes are up but too few have room: the cluster is full (507), not down.
@@ -91,8 +90,21 @@ class MasterService:
                 f"{quorum} durable copies needed but {have} live "
                 f"volume{'s' if have != 1 else ''} with room"
             )
-        candidates = [Candidate(n.id, float(n.beat.free_bytes)) for n in live.values()]
-        return [live[node_id] for node_id in rank(key, candidates)[:limit]]
+        ranked = rank(key, [c for _, c in live.values()])
+        return [live[node_id][0] for node_id in ranked[:limit]]
+
+    def _candidates(self) -> list[tuple[Node, Candidate]]:
+        """Writable nodes that are not full, weighted by free space; read again only when the
+        registry changed (every heartbeat does)."""
+        generation, candidates = self._candidates_at
+        if generation != self.nodes.generation:
+            candidates = [
+                (n, Candidate(n.id, float(n.beat.free_bytes)))
+                for n in self.nodes.writable()
+                if n.beat.percent < 100
+            ]
+            self._candidates_at = (self.nodes.generation, candidates)
+        return candidates
 
     async def plan_write(
         self,

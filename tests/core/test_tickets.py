@@ -67,3 +67,18 @@ def test_request_signature_covers_method_path_and_time():
             verify_request(*args)
     with pytest.raises(Unauthorized):
         verify_request("s", None, "POST", "/internal/commit", NOW)
+
+
+def test_a_checked_ticket_is_handed_on_as_the_token_it_came_in():
+    token = sign_ticket("secret", ticket(nodes=("n1", "n2"), urls=("http://v1", "http://v2")))
+    checked = verify_ticket("secret", token, NOW)
+    assert checked.signed("secret") == token
+    assert verify_ticket("secret", checked.signed("secret"), NOW) == checked
+    # One made here (not read from a token) is signed when handed on.
+    assert verify_ticket("secret", ticket().signed("secret"), NOW) == ticket()
+
+
+@pytest.mark.parametrize("token", ["é.é", "a.b", "!!.??", "YQ.+/+/", "x"])
+def test_a_ticket_that_is_not_base64url_is_malformed(token):
+    with pytest.raises(Forbidden):
+        verify_ticket("secret", token, NOW)

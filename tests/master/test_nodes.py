@@ -38,3 +38,26 @@ def test_dropped_connection_means_dead_at_once():
     reg.disconnected("a")
     assert [n.id for n in reg.live()] == ["b"]
     assert reg.get("a").to_json()["synch"] is False
+
+
+def test_every_change_placement_reads_moves_the_generation():
+    reg = NodeRegistry(suspect_after=3, dead_after=6)
+    seen = [reg.generation]
+
+    def changed() -> bool:
+        seen.append(reg.generation)
+        return seen[-1] != seen[-2]
+
+    reg.heartbeat(beat(), now=0)
+    assert changed()
+    reg.set_draining(reg.get("n1"), True)
+    assert changed()
+    reg.tick(now=1)
+    assert not changed()  # nothing to change yet
+    reg.tick(now=10)
+    assert changed()
+    reg.heartbeat(beat(), now=10)
+    reg.disconnected("n1")
+    assert changed()
+    reg.forget("n1")
+    assert changed()
