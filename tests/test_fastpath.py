@@ -207,6 +207,32 @@ async def test_requests_sent_during_a_body_routes_work_are_answered_after_it(
     writer.close()
 
 
+async def test_a_client_that_stops_sending_after_its_put_still_gets_the_answer(
+    server: Server,
+) -> None:
+    reader, writer = await server.connect()
+    writer.write(_put("/body/a", b"xyz"))
+    writer.write_eof()
+    assert (await _read_response(reader))[2] == b"/body/a 3"
+    assert await asyncio.wait_for(reader.read(), 5) == b""  # then the server closes
+    writer.close()
+
+
+async def test_much_sent_during_a_body_routes_work_is_all_answered_in_order(
+    server: Server,
+) -> None:
+    reader, writer = await server.connect()
+    paths = [f"/hot/{i:05d}{'p' * 200}" for i in range(400)]  # ~90 KiB behind the PUT
+    writer.write(_put("/body/a", b"x"))
+    await writer.drain()
+    await asyncio.sleep(0.01)  # the answer is being worked on
+    writer.write(b"".join(_get(p) for p in paths))
+    assert (await _read_response(reader))[2] == b"/body/a 1"
+    answers = [(await _read_response(reader))[2] for _ in paths]
+    assert answers == [f"slow GET {p} 0".encode() for p in paths]
+    writer.close()
+
+
 async def test_a_failing_body_route_answers_500_with_the_envelope(server: Server) -> None:
     reader, writer = await server.connect()
     writer.write(_put("/body/boom", b"x"))

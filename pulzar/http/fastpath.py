@@ -53,6 +53,9 @@ _FAST_METHODS = (b"GET /", b"PUT /")
 _SHUTDOWN_WAIT = 5.0
 # Heads longer than this go to aiohttp, which applies `[server] max_header_size`.
 _MAX_HEAD = 4096
+# What a client may send while its request is being worked on (a pipelined request, the
+# start of the next one) before reading stops until the answer is out.
+_MAX_PENDING = 64 * 1024
 log = logging.getLogger(__name__)
 
 
@@ -209,6 +212,7 @@ class FastPathProtocol(asyncio.Protocol):
         self._last = 0.0
         self._timer: asyncio.TimerHandle | None = None
         self._paused = False
+        self._eof = False
         self._skip = 0
 
     # -- asyncio.Protocol ---------------------------------------------------------------
@@ -223,6 +227,8 @@ class FastPathProtocol(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self._busy is not None:
             self._pending += data
+            if len(self._pending) > _MAX_PENDING and self._transport is not None:
+                self._transport.pause_reading()
             return
         if self._skip:
             # The rest of a body that a fast answer did not need.
@@ -241,6 +247,11 @@ class FastPathProtocol(asyncio.Protocol):
         self._hand_over(data)
 
     def eof_received(self) -> bool:
+        # A client that stops sending after its request still gets the answer being worked
+        # on; the connection closes once it is out (`_answered`).
+        if self._busy is not None:
+            self._eof = True
+            return True
         return False
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -298,8 +309,7 @@ class FastPathProtocol(asyncio.Protocol):
         respond = route.accept(head.path, head.query, head.headers, time.time())
         if respond is None:
             return False
-        assert self._transport is not None
-        self._transport.pause_reading()  # one request at a time, as aiohttp does
+        # One request at a time, as aiohttp does: what comes meanwhile waits in `_pending`.
         body = data[len(data) - head.length :] if head.length else b""
         task = self._busy = asyncio.ensure_future(respond(body))
         self._in_flight.add(task)
@@ -334,6 +344,8 @@ class FastPathProtocol(asyncio.Protocol):
         if self._pending:
             pending, self._pending = self._pending, b""
             self.data_received(pending)
+        if self._eof and self._busy is None and transport.get_protocol() is self:
+            transport.close()  # the client had stopped sending: all it asked is answered
 
     def _hand_over(self, data: bytes) -> None:
         """From here on the connection is aiohttp's, starting with `data`."""
