@@ -159,3 +159,22 @@ async def test_keys_longer_than_lmdb_allows_are_stored_listed_and_deleted(index)
     assert {first[0].meta.key, second[0].meta.key} == {long_a, long_b}
     await index.delete(long_a, 3, NOW)
     assert index.get(long_a, NOW) is None and index.tombstone(long_a) == 3
+
+
+async def test_commits_made_together_each_get_their_own_result(index):
+    await index.commit(record("/taken", 1), "", NOW)
+    short = KeyRecord(record("/short", 3).meta, ("n1",), copies=2)
+    results = await index.commit_many(
+        [
+            (record("/new", 2), ""),
+            (record("/taken", 4), "*"),
+            (record("/taken", 5), ""),
+            (short, ""),
+        ],
+        NOW,
+    )
+    assert results[0].applied and results[2].applied and results[3].applied
+    assert isinstance(results[1], Conflict)
+    assert index.get("/new", NOW).meta.version == 2
+    assert index.get("/taken", NOW).meta.version == 5
+    assert index.holder_changes == 1  # the one key left with fewer copies than it asked
