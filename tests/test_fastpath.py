@@ -194,13 +194,21 @@ async def test_a_body_route_answers_once_its_work_is_done(server: Server) -> Non
     writer.close()
 
 
-async def test_requests_sent_during_a_body_routes_work_are_answered_after_it(
+async def _put_being_worked_on(
     server: Server,
-) -> None:
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """A connection whose PUT /body/a (body "x") is being worked on."""
     reader, writer = await server.connect()
     writer.write(_put("/body/a", b"x"))
     await writer.drain()
-    await asyncio.sleep(0.01)  # the answer is being worked on
+    await asyncio.sleep(0.01)
+    return reader, writer
+
+
+async def test_requests_sent_during_a_body_routes_work_are_answered_after_it(
+    server: Server,
+) -> None:
+    reader, writer = await _put_being_worked_on(server)
     writer.write(_get("/hot/b") + _get("/hot/c"))
     bodies = [(await _read_response(reader))[2] for _ in range(3)]
     assert bodies == [b"/body/a 1", b"slow GET /hot/b 0", b"slow GET /hot/c 0"]
@@ -221,11 +229,8 @@ async def test_a_client_that_stops_sending_after_its_put_still_gets_the_answer(
 async def test_much_sent_during_a_body_routes_work_is_all_answered_in_order(
     server: Server,
 ) -> None:
-    reader, writer = await server.connect()
+    reader, writer = await _put_being_worked_on(server)
     paths = [f"/hot/{i:05d}{'p' * 200}" for i in range(400)]  # ~90 KiB behind the PUT
-    writer.write(_put("/body/a", b"x"))
-    await writer.drain()
-    await asyncio.sleep(0.01)  # the answer is being worked on
     writer.write(b"".join(_get(p) for p in paths))
     assert (await _read_response(reader))[2] == b"/body/a 1"
     answers = [(await _read_response(reader))[2] for _ in paths]
