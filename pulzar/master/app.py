@@ -19,6 +19,7 @@ from pulzar.http.responses import REQUEST_ID, envelope, new_request_id, query_in
 from pulzar.master.repair import Repairer
 from pulzar.master.service import MasterService, commit_record
 from pulzar.master.views import key_json
+from pulzar.storage.index import CommitResult
 from pulzar.storage.records import KeyRecord, ValueMeta
 
 SERVICE = web.AppKey("service", MasterService)
@@ -243,26 +244,25 @@ async def apply_commits(svc: MasterService, entries: Any, now: float) -> list[di
     what the volumes' channel (`pulzar.jobs.channel`) answers to a `commits` request."""
     if not isinstance(entries, list):
         raise BadRequest("'commits' must be a list of commits")
-    answers: list[dict[str, Any] | None] = []
-    valid: list[tuple[KeyRecord, str]] = []
+    parsed: list[tuple[KeyRecord, str] | PulzarError] = []
     for entry in entries:
         try:
             if not isinstance(entry, dict):
                 raise BadRequest("a commit must be a JSON object")
             meta, nodes, copies, condition = _commit_args(entry)
-            valid.append((commit_record(meta, nodes, copies), condition))
-            answers.append(None)
+            parsed.append((commit_record(meta, nodes, copies), condition))
         except PulzarError as exc:
-            answers.append({"status": exc.status, "msg": exc.message})
-    results = iter(await svc.commit_many(valid, now) if valid else [])
-    for i, answer in enumerate(answers):
-        if answer is None:
-            result = next(results)
-            if isinstance(result, PulzarError):
-                answers[i] = {"status": result.status, "msg": result.message}
-            else:
-                answers[i] = {"applied": result.applied}
-    return [a for a in answers if a is not None]
+            parsed.append(exc)
+    applied = iter(
+        await svc.commit_many([p for p in parsed if not isinstance(p, PulzarError)], now)
+    )
+    return [_commit_answer(p if isinstance(p, PulzarError) else next(applied)) for p in parsed]
+
+
+def _commit_answer(result: CommitResult | PulzarError) -> dict[str, Any]:
+    if isinstance(result, PulzarError):
+        return {"status": result.status, "msg": result.message}
+    return {"applied": result.applied}
 
 
 @routes.post("/internal/lookup")

@@ -217,6 +217,8 @@ class Index:
     ) -> list[CommitResult | PulzarError]:
         """`commit` of each (record, condition) on its own, in one operation of the batch;
         a commit's `Conflict` or `PreconditionFailed` is its result."""
+        if not commits:
+            return []
 
         def op(txn: lmdb.Transaction) -> list[CommitResult | PulzarError]:
             results: list[CommitResult | PulzarError] = []

@@ -146,9 +146,11 @@ class ValueStore:
         for leftover in self.tmp.iterdir():
             leftover.unlink(missing_ok=True)
         self.max_bytes = max_bytes
-        #: The disk's free bytes at the last `statvfs`, when (monotonic), and bytes given
-        #: to values since (see `_disk_free`).
-        self._disk: tuple[int, float, int] = (0, -1e9, 0)
+        #: The disk's free bytes at the last `statvfs`, when (monotonic), and the bytes
+        #: handed out since (see `_disk_free`).
+        self._disk_free_seen = 0
+        self._disk_seen_at = -1e9
+        self._disk_taken = 0
         self.env = open_env(root / "index", map_size_gb=map_size_gb)
         self._objects = self.env.open_db(b"objects")
         self._pending = self.env.open_db(b"pending")
@@ -185,18 +187,17 @@ class ValueStore:
     def free_bytes(self) -> int:
         if self.max_bytes:
             return max(0, self.max_bytes - self.used_bytes)
-        free = shutil.disk_usage(self.root).free
-        self._disk = (free, time.monotonic(), 0)
-        return free
+        self._disk_free_seen = shutil.disk_usage(self.root).free
+        self._disk_seen_at, self._disk_taken = time.monotonic(), 0
+        return self._disk_free_seen
 
     def _disk_free(self, size: int) -> int:
         """The disk's free bytes for a value of `size`: from the last `statvfs` less what
-        was taken since, asked again when that is old or the room is getting short."""
-        free, when, taken = self._disk
-        estimate = free - taken
-        if time.monotonic() - when > _DISK_RECHECK or estimate - size < _DISK_MARGIN:
+        was handed out since, asked again when that is old or the room is getting short."""
+        estimate = self._disk_free_seen - self._disk_taken
+        if time.monotonic() - self._disk_seen_at > _DISK_RECHECK or estimate - size < _DISK_MARGIN:
             estimate = self.free_bytes()
-        self._disk = (self._disk[0], self._disk[1], self._disk[2] + max(size, 0))
+        self._disk_taken += max(size, 0)
         return estimate
 
     def ensure_room(self, size: int, *, written: int = 0) -> None:
@@ -373,6 +374,8 @@ class ValueStore:
 
     async def put_many(self, values: list[tuple[ValueMeta, bytes, float]]) -> None:
         """`put` of several small values (meta, bytes, time) in one operation of the batch."""
+        if not values:
+            return
         ops = [self._put_op(meta, data, now) for meta, data, now in values]
 
         def op(txn: lmdb.Transaction) -> None:

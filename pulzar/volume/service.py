@@ -288,8 +288,7 @@ class VolumeService:
             )
             accepted.append((meta, entry.data, entry.modified))
             stored[i] = True
-        if accepted:
-            await self.store.put_many(accepted)
+        await self.store.put_many(accepted)
         return stored
 
     def _check_size(self, size: int) -> None:
