@@ -355,18 +355,10 @@ class Client:
             conn.close()
         self._connections.clear()
 
-    async def get(self, url: str) -> Response:
-        return await self.request("GET", url)
-
-    async def put(self, url: str, body: bytes) -> Response:
-        return await self.request("PUT", url, body)
-
-    async def request(
-        self, method: str, url: str, body: bytes | None = None, *, follow: bool = True
-    ) -> Response:
-        """Send `method url` (with `body`, if not None); follow redirects unless `follow` is
-        False. Raises OSError (refused, reset, closed), TimeoutError or HTTPError. Not for
-        HEAD (the parser would wait for the body that Content-Length announces)."""
+    async def request(self, method: str, url: str, body: bytes | None = None) -> Response:
+        """Send `method url` (with `body`, if not None), following redirects. Raises OSError
+        (refused, reset, closed), TimeoutError or HTTPError. Not for HEAD (the parser would
+        wait for the body that Content-Length announces)."""
         prefix = _methods.get(method)
         if prefix is None:
             if method.upper() == "HEAD":
@@ -388,7 +380,7 @@ class Client:
                 conn = await self._connect(authority)
                 response = await conn.send(prefix, target, body)
             status = response.status
-            if not follow or status not in _REDIRECTS:
+            if status not in _REDIRECTS:
                 return response
             location = response.header("Location")
             if location is None:
@@ -432,13 +424,9 @@ class AiohttpClient:
     async def __aexit__(self, *exc: object) -> None:
         pass
 
-    async def request(
-        self, method: str, url: str, body: bytes | None = None, *, follow: bool = True
-    ) -> Response:
+    async def request(self, method: str, url: str, body: bytes | None = None) -> Response:
         try:
-            async with self._session.request(
-                method, url, data=body, allow_redirects=follow
-            ) as resp:
+            async with self._session.request(method, url, data=body) as resp:
                 return Response(resp.status, [], await resp.read())
         except aiohttp.ClientError as exc:
             raise HTTPError(str(exc)) from exc
