@@ -34,13 +34,13 @@ def _answer(path: str, query: str, headers: dict[str, str], now: float) -> FastA
 
 
 def _accept(path: str, query: str, headers: dict[str, str], now: float) -> Respond | None:
-    """Answers PUT /body/<name> once its body is in, after a short wait; /body/cold is left
-    to aiohttp, /body/boom fails."""
+    """Answers PUT /body/<name> once its body is in, after a short wait (/body/slow: longer
+    than the keep-alive); /body/cold is left to aiohttp, /body/boom fails."""
     if path == "/body/cold":
         return None
 
     async def respond(body: bytes) -> tuple[int, bytes, str]:
-        await asyncio.sleep(0.05)
+        await asyncio.sleep(0.6 if path == "/body/slow" else 0.05)
         if path == "/body/boom":
             raise RuntimeError("boom")
         return 201, response(201, "X-Via: fast\r\n", b"%s %d" % (path.encode(), len(body))), ""
@@ -235,6 +235,13 @@ async def test_much_sent_during_a_body_routes_work_is_all_answered_in_order(
     assert (await _read_response(reader))[2] == b"/body/a 1"
     answers = [(await _read_response(reader))[2] for _ in paths]
     assert answers == [f"slow GET {p} 0".encode() for p in paths]
+    writer.close()
+
+
+async def test_work_outlasting_the_keepalive_is_answered_not_cut(server: Server) -> None:
+    reader, writer = await server.connect()
+    writer.write(_put("/body/slow", b"abc"))
+    assert (await _read_response(reader))[2] == b"/body/slow 3"
     writer.close()
 
 

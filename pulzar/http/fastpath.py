@@ -372,11 +372,13 @@ class FastPathProtocol(asyncio.Protocol):
             return
         loop = asyncio.get_running_loop()
         idle = loop.time() - self._last
-        if idle >= self._keepalive:
+        if idle >= self._keepalive and self._busy is None:
             self._transport.close()
             self._stop()
         else:
-            self._timer = loop.call_later(self._keepalive - idle, self._check_idle)
+            # A request being worked on is not idleness: look again a full period after it.
+            wait = self._keepalive - idle if self._busy is None else self._keepalive
+            self._timer = loop.call_later(wait, self._check_idle)
 
     def close(self) -> None:
         if self._transport is not None:
