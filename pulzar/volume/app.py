@@ -21,15 +21,13 @@ from pulzar.http.keys import key_from, ttl_days_from
 from pulzar.http.responses import envelope, envelope_body, query_int
 from pulzar.jobs.channel import Channel
 from pulzar.volume import peers
-from pulzar.volume.batching import unpack_replicas
+from pulzar.volume.batching import REPLICA_BATCH_MAX, unpack_replicas
 from pulzar.volume.service import BodyBytes, Upload, VolumeService, dump_entry
 from pulzar.volume.serving import value_headers, value_response
 
 SERVICE = web.AppKey("service", VolumeService)
 #: The channels other volumes opened to this one (closed at shutdown).
 PEER_CHANNELS: web.AppKey[set[Channel]] = web.AppKey("peer_channels")
-#: The largest body of `POST /internal/replicas` (64 values of up to 64 KiB, and their list).
-REPLICA_BATCH_MAX = 8 * 1024 * 1024
 log = logging.getLogger(__name__)
 DAY = 86400.0
 

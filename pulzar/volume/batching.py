@@ -92,6 +92,18 @@ class Coalescer(Generic[Item, Result]):
             self._queue.clear()
 
 
+#: The largest batch of small replicas a volume takes (an HTTP body or a channel frame).
+REPLICA_BATCH_MAX = 8 * 1024 * 1024
+#: The most an entry adds to its value in a batch: its key, ticket, times and content type.
+_ENTRY_OVERHEAD = 32 * 1024
+
+
+def replicas_per_batch(inline_max: int) -> int:
+    """How many small replicas (values of at most `inline_max` bytes) go in one batch: up to
+    64, fewer when that many could not fit in `REPLICA_BATCH_MAX`."""
+    return max(1, min(64, (REPLICA_BATCH_MAX - _ENTRY_OVERHEAD) // (inline_max + _ENTRY_OVERHEAD)))
+
+
 class ReplicaEntry(NamedTuple):
     """A small value for a replica: its key, the signed write ticket, its times, its bytes."""
 

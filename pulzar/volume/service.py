@@ -48,7 +48,7 @@ from pulzar.jobs.channel import Channel, ChannelClosed, ChannelError
 from pulzar.storage.lmdbenv import storage_error
 from pulzar.storage.records import ValueMeta
 from pulzar.storage.values import BlobWriter, StoredValue, ValueStore
-from pulzar.volume.batching import Coalescer, ReplicaEntry, pack_replicas
+from pulzar.volume.batching import Coalescer, ReplicaEntry, pack_replicas, replicas_per_batch
 from pulzar.volume.feed import UploadFeed
 from pulzar.volume.peers import PeerLinks
 
@@ -595,7 +595,9 @@ class VolumeService:
             batcher = self._small_replicas.get(url)
             if batcher is None:
                 send = partial(self._send_small_replicas, url)
-                batcher = self._small_replicas[url] = Coalescer(send, max_batch=64)
+                batcher = self._small_replicas[url] = Coalescer(
+                    send, max_batch=replicas_per_batch(self.config.volume.inline_max)
+                )
             entry = ReplicaEntry(
                 meta.key,
                 ticket.signed(self.secret),

@@ -6,7 +6,14 @@ from __future__ import annotations
 import pytest
 
 from pulzar.core.errors import BadRequest
-from pulzar.volume.batching import ReplicaEntry, pack_replicas, unpack_replicas
+from pulzar.core.keys import MAX_KEY_BYTES
+from pulzar.volume.batching import (
+    REPLICA_BATCH_MAX,
+    ReplicaEntry,
+    pack_replicas,
+    replicas_per_batch,
+    unpack_replicas,
+)
 
 ENTRIES = [
     ReplicaEntry("/a", "t1", 1.5, None, "text/plain", b"hello"),
@@ -38,3 +45,18 @@ def test_an_empty_batch_reads_back_empty() -> None:
 def test_a_body_that_does_not_add_up_is_a_bad_request(body: bytes) -> None:
     with pytest.raises(BadRequest):
         unpack_replicas(body)
+
+
+@pytest.mark.parametrize("inline_max", [0, 1024, 64 * 1024, 256 * 1024, 4 * 1024 * 1024])
+def test_a_full_batch_of_the_largest_inline_values_fits_what_a_volume_takes(
+    inline_max: int,
+) -> None:
+    count = replicas_per_batch(inline_max)
+    key = "/" + "k" * (MAX_KEY_BYTES - 1)
+    entries = [
+        ReplicaEntry(key, "t" * 4096, 1.5, 2.5, "x/" + "y" * 200, b"v" * inline_max)
+        for _ in range(count)
+    ]
+    assert 1 <= count <= 64
+    assert count == 64 or inline_max > 64 * 1024
+    assert len(pack_replicas(entries)) <= REPLICA_BATCH_MAX
