@@ -129,7 +129,15 @@ class MasterService:
         else:
             version = await self.index.next_version()
         return self._plan(
-            key, size, ttl_days, replicas, condition, request_id, now, version, restoring
+            key,
+            size,
+            ttl_days=ttl_days,
+            replicas=replicas,
+            condition=condition,
+            request_id=request_id,
+            now=now,
+            version=version,
+            restoring=restoring,
         )
 
     def plan_write_now(
@@ -140,12 +148,23 @@ class MasterService:
         version = self.index.next_version_now()
         if version is None:
             return None
-        return self._plan(key, size, None, None, "", request_id, now, version, None)
+        return self._plan(
+            key,
+            size,
+            ttl_days=None,
+            replicas=None,
+            condition="",
+            request_id=request_id,
+            now=now,
+            version=version,
+            restoring=None,
+        )
 
     def _plan(
         self,
         key: str,
         size: int | None,
+        *,
         ttl_days: float | None,
         replicas: int | None,
         condition: str,
@@ -187,9 +206,9 @@ class MasterService:
         self, meta: ValueMeta, nodes: tuple[str, ...], copies: int, condition: str, now: float
     ) -> CommitResult:
         """Record a value that volumes hold durably; delete copies it makes obsolete."""
-        record = commit_record(meta, nodes, copies)
-        result = await self.index.commit(record, condition, now)
-        self._after_commit(result)
+        (result,) = await self.commit_many([(commit_record(meta, nodes, copies), condition)], now)
+        if isinstance(result, PulzarError):
+            raise result
         return result
 
     async def commit_many(
@@ -199,15 +218,11 @@ class MasterService:
         each gets its own result or error."""
         results = await self.index.commit_many(commits, now)
         for result in results:
-            if isinstance(result, CommitResult):
-                self._after_commit(result)
+            if isinstance(result, CommitResult) and result.applied and result.previous:
+                # Nodes that also hold the new version drop the old one on finalize.
+                stale = [n for n in result.previous.nodes if n not in result.record.nodes]
+                self._delete_copies(result.previous, stale)
         return results
-
-    def _after_commit(self, result: CommitResult) -> None:
-        if result.applied and result.previous is not None:
-            # Nodes that also hold the new version drop the old one themselves on finalize.
-            stale = [n for n in result.previous.nodes if n not in result.record.nodes]
-            self._delete_copies(result.previous, stale)
 
     def _delete_copies(self, record: KeyRecord, node_ids: list[str] | tuple[str, ...]) -> None:
         targets = []

@@ -208,8 +208,9 @@ class Index:
         A record older than what is already stored (or than the key's last delete) is not
         applied: last writer wins by version. Raises `Conflict` or `PreconditionFailed`.
         """
-        result = await self._writer.write(lambda txn: self._commit_in(txn, record, condition, now))
-        self._count_short(result)
+        (result,) = await self.commit_many([(record, condition)], now)
+        if isinstance(result, PulzarError):
+            raise result
         return result
 
     async def commit_many(
@@ -231,13 +232,13 @@ class Index:
 
         results = await self._writer.write(op)
         for result in results:
-            if isinstance(result, CommitResult):
-                self._count_short(result)
+            if (
+                isinstance(result, CommitResult)
+                and result.applied
+                and len(result.record.nodes) < result.record.copies
+            ):
+                self.holder_changes += 1
         return results
-
-    def _count_short(self, result: CommitResult) -> None:
-        if result.applied and len(result.record.nodes) < result.record.copies:
-            self.holder_changes += 1
 
     def _commit_in(
         self, txn: lmdb.Transaction, record: KeyRecord, condition: str, now: float
