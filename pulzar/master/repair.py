@@ -109,6 +109,8 @@ class Repairer:
         #: What the last pass that found no key short started from, and when.
         self._clean: _Situation | None = None
         self._clean_at = 0.0
+        #: Whether a step ran yet (the first one takes the situation as its starting point).
+        self._stepped = False
 
     def gone(self, now: float) -> set[str]:
         """Nodes no longer counted as holders: dead for longer than the grace period, or
@@ -139,7 +141,7 @@ class Repairer:
         the first safety pass."""
         clean = self._clean
         if clean is None:
-            if self.progress.last_pass is None:
+            if not self._stepped:
                 self._clean, self._clean_at = situation, now
                 return None
             return _PAUSE
@@ -169,10 +171,11 @@ class Repairer:
                     self._clean, self._clean_at = situation, now + took
                 else:
                     self._clean = None
+                self.progress.last_pass = time.time()
             await self._rebalance(now)
         finally:
             self.progress.running = False
-            self.progress.last_pass = time.time()
+            self._stepped = True
 
     async def _repair_pass(self, now: float, pause: float) -> bool:
         """True when no key was short of copies (keys with no live holder are only counted:

@@ -137,3 +137,14 @@ async def test_nodes_coming_back_refresh_the_count_of_unavailable_keys(setup: An
     nodes.heartbeat(Heartbeat(node_id="a", name="a", url="http://127.0.0.1:9"), NOW + 0.6)
     await repairer.step(NOW + 0.7)
     assert counted.scans == 2 and repairer.progress.unavailable == 0
+
+
+async def test_the_last_pass_is_reported_only_once_a_pass_ran(setup: Any) -> None:
+    repairer, counted, nodes = setup
+    await counted.index.commit(record("/k", 1, ("a", "b")), "", NOW)
+    await repairer.step(NOW)
+    await repairer.step(NOW + 1)
+    assert counted.scans == 0 and repairer.progress.last_pass is None
+    nodes.disconnected("b")
+    await repairer.step(NOW + 2)
+    assert counted.scans == 1 and repairer.progress.last_pass is not None
