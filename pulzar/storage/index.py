@@ -288,21 +288,23 @@ class Index:
         return await self._writer.write(op)
 
     async def set_nodes(self, key: str, version: int, nodes: tuple[str, ...]) -> bool:
-        """Change which nodes hold `key`, if `version` is still its current version."""
+        """Change which nodes hold `key`, if `version` is still its current version. Leaving
+        it short of its copies counts as a holder change (moving a copy does not)."""
         kb = stored_key(key)
 
-        def op(txn: lmdb.Transaction) -> bool:
+        def op(txn: lmdb.Transaction) -> tuple[bool, bool]:
             raw = txn.get(kb, db=self._keys)
             if raw is None:
-                return False
+                return False, False
             record = unpack_key_record(key, raw)
             if record.meta.version != version:
-                return False
+                return False, False
             txn.put(kb, pack_key_record(record.with_nodes(nodes)), db=self._keys)
-            return True
+            return True, len(nodes) < record.copies
 
-        changed = await self._writer.write(op)
-        self.holder_changes += 1
+        changed, short = await self._writer.write(op)
+        if short:
+            self.holder_changes += 1
         return changed
 
     async def adopt_cluster_id(self, cluster_id: str) -> None:

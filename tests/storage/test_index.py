@@ -178,3 +178,13 @@ async def test_commits_made_together_each_get_their_own_result(index):
     assert index.get("/new", NOW).meta.version == 2
     assert index.get("/taken", NOW).meta.version == 5
     assert index.holder_changes == 1  # the one key left with fewer copies than it asked
+
+
+async def test_moving_a_copy_is_no_holder_change_but_leaving_a_key_short_is(index):
+    await index.commit(KeyRecord(record("/m", 1).meta, ("n1", "n2"), copies=2), "", NOW)
+    before = index.holder_changes
+    assert await index.set_nodes("/m", 1, ("n1", "n3"))
+    assert index.holder_changes == before
+    assert await index.set_nodes("/m", 1, ("n3",))
+    assert index.holder_changes == before + 1
+    assert index.get("/m", NOW).nodes == ("n3",)
