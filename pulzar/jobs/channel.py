@@ -25,7 +25,7 @@ import asyncio
 import contextlib
 import logging
 import struct
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 import aiohttp
@@ -142,3 +142,11 @@ class Channel:
     async def close(self) -> None:
         self.closed = True
         await self.ws.close()
+
+
+async def close_all(links: Iterable[Channel]) -> None:
+    """Close each channel, whatever the others do (at shutdown: an open channel would hold
+    the server for its whole shutdown timeout)."""
+    for link in list(links):
+        with contextlib.suppress(Exception):
+            await link.close()

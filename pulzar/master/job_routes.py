@@ -281,10 +281,7 @@ def setup_jobs(app: web.Application, master: MasterService) -> JobService:
             task.cancel()
 
     async def close_channels(app: web.Application) -> None:
-        # Like the heartbeats: an open channel would hold the shutdown for its whole timeout.
-        for link in list(channels.values()):
-            with contextlib.suppress(Exception):
-                await link.close()
+        await job_channel.close_all(channels.values())
 
     app.on_shutdown.append(close_channels)
     app.cleanup_ctx.append(lifecycle)

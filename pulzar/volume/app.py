@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import time
 from typing import Any
@@ -19,7 +18,7 @@ from pulzar.http.fastpath import BodyRoute, FastAnswer, FastRoute, Respond
 from pulzar.http.internal import check_signed
 from pulzar.http.keys import key_from, ttl_days_from
 from pulzar.http.responses import envelope, envelope_body, query_int
-from pulzar.jobs.channel import Channel
+from pulzar.jobs.channel import Channel, close_all
 from pulzar.volume import peers
 from pulzar.volume.batching import REPLICA_BATCH_MAX, unpack_replicas
 from pulzar.volume.service import BodyBytes, Upload, VolumeService, dump_entry
@@ -48,8 +47,7 @@ def _upload(request: web.Request) -> Upload:
 async def add_key(request: web.Request) -> web.Response:
     svc = _svc(request)
     key = key_from(request, "/add_key")
-    ticket = verify_ticket(svc.secret, request.query.get("t"), time.time())
-    svc.check_ticket(ticket, key)
+    ticket = svc.ticket_for(request.query.get("t"), key, time.time())
     ttl = ticket.ttl
     if ttl is None:
         days = ttl_days_from(request)  # `temporal` appended to a get_node URL
@@ -74,8 +72,7 @@ def fast_add_key(svc: VolumeService) -> BodyRoute:
         if not params.keys() <= {"t", "rid"}:
             return None
         try:
-            ticket = verify_ticket(svc.secret, params.get("t"), now)
-            svc.check_ticket(ticket, parse_key(path[8:]))
+            ticket = svc.ticket_for(params.get("t"), parse_key(path[8:]), now)
         except PulzarError:
             return None
         content_type, rid = headers.get("content-type"), params.get("rid", "")
@@ -174,8 +171,7 @@ async def replica(request: web.Request) -> web.Response:
     svc = _svc(request)
     check_signed(request, svc.secret)
     key = key_from(request, "/internal/replica")
-    ticket = verify_ticket(svc.secret, request.query.get("t"), time.time())
-    svc.check_ticket(ticket, key)
+    ticket = svc.ticket_for(request.query.get("t"), key, time.time())
     try:
         modified = float(request.query["modified"])
         expires = float(request.query["expires"]) if request.query.get("expires") else None
@@ -224,11 +220,9 @@ async def peer_channel(request: web.Request) -> web.WebSocketResponse:
 
 
 async def close_peer_channels(app: web.Application) -> None:
-    """At shutdown: an open channel would hold the server for its whole shutdown timeout."""
+    """At shutdown (see `close_all`)."""
     links: set[Channel] = app[PEER_CHANNELS]
-    for link in list(links):
-        with contextlib.suppress(Exception):
-            await link.close()
+    await close_all(links)
 
 
 @routes.get("/internal/dump")

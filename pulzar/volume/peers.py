@@ -12,7 +12,6 @@ opened the first time a peer is written to, and again after it drops, at most on
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -22,7 +21,7 @@ import aiohttp
 
 from pulzar.core.errors import BadRequest
 from pulzar.http.internal import signed_headers
-from pulzar.jobs.channel import Channel
+from pulzar.jobs.channel import Channel, close_all
 
 log = logging.getLogger(__name__)
 
@@ -80,9 +79,7 @@ class PeerLinks:
 
     async def close(self) -> None:
         tasks = list(self._connecting.values())
-        for link in list(self._links.values()):
-            with contextlib.suppress(Exception):
-                await link.close()
+        await close_all(self._links.values())
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)

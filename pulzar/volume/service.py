@@ -212,11 +212,14 @@ class VolumeService:
 
     # -- receiving ------------------------------------------------------------------------
 
-    def check_ticket(self, ticket: WriteTicket, key: str) -> None:
+    def ticket_for(self, token: str | None, key: str, now: float) -> WriteTicket:
+        """The write ticket `token`, checked (`verify_ticket`) and for `key` on this volume."""
+        ticket = verify_ticket(self.secret, token, now)
         if ticket.key != key:
             raise Forbidden("write ticket is for another key")
         if self.node_id not in ticket.nodes:
             raise Forbidden("write ticket is for other volumes")
+        return ticket
 
     async def receive(
         self, ticket: WriteTicket, upload: Upload, *, modified: float, expires: float | None
@@ -275,8 +278,7 @@ class VolumeService:
         accepted: list[tuple[ValueMeta, bytes, float]] = []
         for i, entry in enumerate(entries):
             try:
-                ticket = verify_ticket(self.secret, entry.ticket, now)
-                self.check_ticket(ticket, entry.key)
+                ticket = self.ticket_for(entry.ticket, entry.key, now)
                 self._check_size(len(entry.data))
                 self.store.ensure_room(len(entry.data))
             except PulzarError as exc:
