@@ -10,7 +10,8 @@ nothing the answer must take into account beyond what the route reads) is answer
 - a `FastRoute` answers at once from the head (`answer`), a small body read past unseen: the
   master's 307s;
 - a `BodyRoute` takes a small body that came whole with the head (`accept`, then `respond`):
-  reading pauses until its answer is written, as with aiohttp: a volume's small write.
+  reading pauses until its answer is written, as with aiohttp: a volume's small write, the
+  master's job launch.
 
 A route may decline (None). Then, and for anything else (another route or method, a partial or
 pipelined head, a header such as `Range`, a miss, an error to report), the connection is handed
@@ -35,8 +36,9 @@ from typing import Any, NamedTuple, TypeVar, cast
 
 from aiohttp import web
 
+from pulzar.core.errors import PulzarError
 from pulzar.http.metrics import Record
-from pulzar.http.responses import INTERNAL_ERROR, envelope_body, request_handlers
+from pulzar.http.responses import INTERNAL_ERROR, envelope_body, new_request_id, request_handlers
 
 #: The route answers: given the path (raw, without the query), the raw query and the headers
 #: (lower-case names) and the time: `(status, the whole response, request id)`, or None to let
@@ -49,7 +51,7 @@ Respond = Callable[[bytes], Awaitable[tuple[int, bytes, str]]]
 Accept = Callable[[str, str, dict[str, str], float], Respond | None]
 
 _REFUSED_HEADERS = frozenset(("transfer-encoding", "expect", "upgrade"))
-_FAST_METHODS = (b"GET /", b"PUT /")
+_FAST_METHODS = (b"GET /", b"PUT /", b"POST ")
 _SHUTDOWN_WAIT = 5.0
 # Heads longer than this go to aiohttp, which applies `[server] max_header_size`.
 _MAX_HEAD = 4096
@@ -114,6 +116,25 @@ def _reason(status: int) -> str:
 
 def json_response(status: int, body: bytes) -> bytes:
     return response(status, "Content-Type: application/json\r\n", body)
+
+
+def envelope_answer(status: int, data: Any, msg: str, rid: str) -> tuple[int, bytes, str]:
+    """A body route's answer in the JSON envelope."""
+    return status, json_response(status, envelope_body(data, msg)), rid
+
+
+def error_answer(method: str, path: str, exc: PulzarError, rid: str) -> tuple[int, bytes, str]:
+    """A body route's error, answered as `error_middleware` answers it through aiohttp."""
+    if exc.status >= 500:
+        log.warning("%s %s -> %d %s", method, path, exc.status, exc.message)
+    body = envelope_body(None, exc.message, ok=False)
+    return exc.status, json_response(exc.status, body), rid
+
+
+def request_id_of(headers: dict[str, str]) -> str:
+    """The id a fast answer is logged under: the client's `X-Request-Id` if usable, or new."""
+    given = headers.get("x-request-id", "")
+    return given if given and given.isascii() and given.isprintable() else new_request_id()
 
 
 def response(status: int, headers: str, body: bytes = b"") -> bytes:

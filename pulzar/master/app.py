@@ -15,7 +15,7 @@ from pulzar.http.fastpath import FastAnswer, FastRoute
 from pulzar.http.internal import check_signed
 from pulzar.http.keys import condition_from, key_from, prefix_from, ttl_days_from
 from pulzar.http.openapi import document
-from pulzar.http.responses import REQUEST_ID, envelope, new_request_id, query_int, request_id
+from pulzar.http.responses import REQUEST_ID, envelope, query_int, request_id
 from pulzar.master.repair import Repairer
 from pulzar.master.service import MasterService, commit_record
 from pulzar.master.views import key_json
@@ -84,7 +84,7 @@ def fast_get_key(svc: MasterService) -> FastRoute:
             url, _ = svc.locate(parse_key(path[8:]), now)
         except PulzarError:
             return None
-        rid = _fast_request_id(headers)
+        rid = fastpath.request_id_of(headers)
         location = f"Location: {url}&rid={rid}\r\n{REQUEST_ID}: {rid}\r\n"
         return 307, fastpath.response(307, location), rid
 
@@ -98,7 +98,7 @@ def fast_put_key(svc: MasterService) -> FastRoute:
     def answer(path: str, query: str, headers: dict[str, str], now: float) -> FastAnswer:
         if query or "if-match" in headers or "if-none-match" in headers:
             return None
-        rid = _fast_request_id(headers)
+        rid = fastpath.request_id_of(headers)
         length = headers.get("content-length")
         try:
             key = parse_key(path[8:])
@@ -112,11 +112,6 @@ def fast_put_key(svc: MasterService) -> FastRoute:
         return 307, fastpath.response(307, location), rid
 
     return FastRoute("/add_key/", "/add_key/{key}", answer, "PUT", DRAIN_LIMIT)
-
-
-def _fast_request_id(headers: dict[str, str]) -> str:
-    given = headers.get("x-request-id", "")
-    return given if given and given.isascii() and given.isprintable() else new_request_id()
 
 
 @routes.delete("/delete_key/{key:(?s:.*)}")

@@ -24,7 +24,7 @@ from pulzar.master.app import CONNECTIONS, REPAIR, SERVICE, add_routes, fast_get
 from pulzar.master.backup_routes import add_backup_routes
 from pulzar.master.extension_routes import add_extension_routes
 from pulzar.master.gauges import master_gauges
-from pulzar.master.job_routes import setup_jobs
+from pulzar.master.job_routes import fast_launch_job, setup_jobs
 from pulzar.master.nodes import Heartbeat, NodeRegistry
 from pulzar.master.repair import Repairer
 from pulzar.master.service import MasterService
@@ -78,14 +78,16 @@ def create_app(config: Config, restore_from: list[str] | None = None) -> web.App
     app[REPAIR] = repairer
     app[CONNECTIONS] = {}
     add_routes(app)
-    fast = [fast_get_key(service)] if policy.reads_need_no_token else []
-    if not policy.token:
-        fast.append(fast_put_key(service))
-    if fast:
-        app[FAST] = FastPath(fast)
     add_extension_routes(app, service)
     maintenance.setup(app)
     jobs = setup_jobs(app, service)
+    fast = [fast_get_key(service)] if policy.reads_need_no_token else []
+    if not policy.token:
+        fast.append(fast_put_key(service))
+    # Launching needs the admin token as soon as any token is set (`ADMIN_ROUTES`).
+    launches = [] if policy.enabled else [fast_launch_job(jobs)]
+    if fast or launches:
+        app[FAST] = FastPath(fast, launches)
     add_backup_routes(app)
     metrics.setup(app, "master", lambda: master_gauges(service, repairer, jobs, time.time()))
     add_web_routes(app)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import time
 from typing import Any
 from urllib.parse import quote
@@ -17,7 +16,7 @@ from pulzar.http import fastpath
 from pulzar.http.fastpath import BodyRoute, FastAnswer, FastRoute, Respond
 from pulzar.http.internal import check_signed
 from pulzar.http.keys import key_from, ttl_days_from
-from pulzar.http.responses import envelope, envelope_body, query_int
+from pulzar.http.responses import envelope, query_int
 from pulzar.jobs.channel import Channel, close_all
 from pulzar.volume import peers
 from pulzar.volume.batching import REPLICA_BATCH_MAX, unpack_replicas
@@ -27,7 +26,6 @@ from pulzar.volume.serving import value_headers, value_response
 SERVICE = web.AppKey("service", VolumeService)
 #: The channels other volumes opened to this one (closed at shutdown).
 PEER_CHANNELS: web.AppKey[set[Channel]] = web.AppKey("peer_channels")
-log = logging.getLogger(__name__)
 DAY = 86400.0
 
 routes = web.RouteTableDef()
@@ -83,12 +81,8 @@ def fast_add_key(svc: VolumeService) -> BodyRoute:
                     ticket, Upload(content_type, len(body), BodyBytes(body)), ticket.ttl
                 )
             except PulzarError as exc:
-                if exc.status >= 500:
-                    log.warning("PUT %s -> %d %s", path, exc.status, exc.message)
-                error = envelope_body(None, exc.message, ok=False)
-                return exc.status, fastpath.json_response(exc.status, error), rid
-            answer = envelope_body(_added(svc, ticket), "key added")
-            return 201, fastpath.json_response(201, answer), rid
+                return fastpath.error_answer("PUT", path, exc, rid)
+            return fastpath.envelope_answer(201, _added(svc, ticket), "key added", rid)
 
         return respond
 

@@ -3,6 +3,7 @@ schedules across a master restart, re-runs after a volume dies."""
 
 from __future__ import annotations
 
+import socket
 import statistics
 import subprocess
 import sys
@@ -10,7 +11,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import httpx
+import orjson
 import pytest
 
 from conftest import Cluster, wait_until
@@ -202,9 +205,7 @@ def test_results_and_logs_larger_than_a_request_body_come_back_whole(
     cluster_factory: Any, jobs_dir: Path
 ) -> None:
     (jobs_dir / "t" / "big.py").write_text(
-        "def run(params, ctx):\n"
-        "    print('y' * params['size'])\n"
-        "    return 'x' * params['size']\n"
+        "def run(params, ctx):\n    print('y' * params['size'])\n    return 'x' * params['size']\n"
     )
     cluster = start(cluster_factory, jobs_dir, volumes=1)
     size = 1536 * 1024  # over the 1 MiB limit of a request body
@@ -262,3 +263,58 @@ def test_job_cli_launches_waits_shows_and_deploys(
     assert listed.returncode == 0 and '"ready"' in listed.stdout
     missing = pulzar("job", "show", "999999")
     assert missing.returncode != 0 and "no job" in missing.stderr
+
+
+AIOHTTP_SERVER = f"Python/{sys.version_info[0]}.{sys.version_info[1]} aiohttp/{aiohttp.__version__}"
+
+
+def _raw_post(url: str, path: str, body: bytes) -> tuple[int, dict[str, str], Any]:
+    """POST `body` with its head in one send, as most clients send a small request."""
+    host, port = url.removeprefix("http://").split(":")
+    head = f"POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Length: {len(body)}\r\n\r\n"
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall(head.encode() + body)
+        reader = sock.makefile("rb")
+        status = int(reader.readline().split()[1])
+        headers = {}
+        while line := reader.readline().strip():
+            name, _, value = line.decode().partition(":")
+            headers[name.lower()] = value.strip()
+        payload = orjson.loads(reader.read(int(headers["content-length"])))
+    return status, headers, payload
+
+
+def test_a_launch_sent_whole_is_answered_from_the_socket_as_aiohttp_answers_it(
+    cluster_factory: Any, jobs_dir: Path
+) -> None:
+    cluster = start(cluster_factory, jobs_dir, volumes=1)
+    cases = [
+        ("t/work", b'{"n": 3}', 200),
+        ("t/work", b"", 200),
+        ("t/missing", b"{}", 404),
+        ("t/work", b"{not json", 400),
+        ("t/work", b"[1, 2]", 400),
+    ]
+    launched = []
+    for name, body, status in cases:
+        fast = _raw_post(cluster.master_url, f"/launch_job/{name}", body)
+        slow = httpx.post(
+            f"{cluster.master_url}/launch_job/{name}", content=body, headers={"Origin": "x"}
+        )
+        assert fast[0] == slow.status_code == status, (name, body, fast, slow.text)
+        # The first is the fast path's answer, the second aiohttp's (CORS is left to it).
+        assert (fast[1]["server"], slow.headers["server"]) == ("pulzar", AIOHTTP_SERVER)
+        assert fast[1]["content-type"] == slow.headers["content-type"] == "application/json"
+        if status == 200:
+            job_id = fast[2]["data"]["job_id"]
+            assert fast[2] == {
+                "data": {"job_id": job_id},
+                "status": "ok",
+                "msg": f"Job added with id {job_id}",
+            }
+            launched.append(job_id)
+        else:
+            assert fast[2] == slow.json() and fast[2]["status"] == "ko"
+    results = wait_jobs(cluster, launched)
+    assert [r["status"] for r in results] == ["ready", "ready"]
+    assert results[0]["result"]["square"] == 9
