@@ -16,11 +16,10 @@ from pulzar.http.internal import check_signed
 from pulzar.http.keys import condition_from, key_from, prefix_from, ttl_days_from
 from pulzar.http.openapi import document
 from pulzar.http.responses import REQUEST_ID, envelope, query_int, request_id
+from pulzar.master import commits
 from pulzar.master.repair import Repairer
-from pulzar.master.service import MasterService, commit_record
+from pulzar.master.service import MasterService
 from pulzar.master.views import key_json
-from pulzar.storage.index import CommitResult
-from pulzar.storage.records import KeyRecord, ValueMeta
 
 SERVICE = web.AppKey("service", MasterService)
 CONNECTIONS = web.AppKey("connections", dict)
@@ -200,64 +199,18 @@ async def _signed_json(request: web.Request) -> dict[str, Any]:
     return body
 
 
-def _commit_args(body: dict[str, Any]) -> tuple[ValueMeta, tuple[str, ...], int, str]:
-    try:
-        meta = ValueMeta(
-            key=str(body["key"]),
-            version=int(body["version"]),
-            size=int(body["size"]),
-            checksum=bytes.fromhex(body["checksum"]),
-            content_type=str(body["content_type"]),
-            created=float(body["created"]),
-            modified=float(body["modified"]),
-            expires=None if body.get("expires") is None else float(body["expires"]),
-        )
-        nodes = tuple(str(n) for n in body["nodes"])
-        copies = int(body.get("copies", len(nodes)))
-    except (KeyError, TypeError, ValueError) as exc:
-        raise BadRequest(f"malformed commit: {exc}") from None
-    return meta, nodes, copies, str(body.get("condition", ""))
-
-
 @routes.post("/internal/commit")
 async def commit(request: web.Request) -> web.Response:
-    meta, nodes, copies, condition = _commit_args(await _signed_json(request))
-    result = await _svc(request).commit(meta, nodes, copies, condition, time.time())
+    record, condition = commits.parse(await _signed_json(request))
+    result = await _svc(request).commit(record, condition, time.time())
     return envelope({"applied": result.applied})
 
 
 @routes.post("/internal/commits")
-async def commits(request: web.Request) -> web.Response:
-    """Several commits in one request (a volume under load batches them); see `apply_commits`."""
+async def commit_batch(request: web.Request) -> web.Response:
+    """Several commits in one request (a volume under load batches them); see `commits.apply`."""
     entries = (await _signed_json(request)).get("commits")
-    return envelope({"results": await apply_commits(_svc(request), entries, time.time())})
-
-
-async def apply_commits(svc: MasterService, entries: Any, now: float) -> list[dict[str, Any]]:
-    """Apply each commit on its own (they share the index's group commit). The answer lists,
-    in order, `{"applied": ..}` or the commit's error as `{"status": code, "msg": ..}`. Also
-    what the volumes' channel (`pulzar.jobs.channel`) answers to a `commits` request."""
-    if not isinstance(entries, list):
-        raise BadRequest("'commits' must be a list of commits")
-    parsed: list[tuple[KeyRecord, str] | PulzarError] = []
-    for entry in entries:
-        try:
-            if not isinstance(entry, dict):
-                raise BadRequest("a commit must be a JSON object")
-            meta, nodes, copies, condition = _commit_args(entry)
-            parsed.append((commit_record(meta, nodes, copies), condition))
-        except PulzarError as exc:
-            parsed.append(exc)
-    applied = iter(
-        await svc.commit_many([p for p in parsed if not isinstance(p, PulzarError)], now)
-    )
-    return [_commit_answer(p if isinstance(p, PulzarError) else next(applied)) for p in parsed]
-
-
-def _commit_answer(result: CommitResult | PulzarError) -> dict[str, Any]:
-    if isinstance(result, PulzarError):
-        return {"status": result.status, "msg": result.message}
-    return {"applied": result.applied}
+    return envelope({"results": await commits.apply(_svc(request), entries, time.time())})
 
 
 @routes.post("/internal/lookup")

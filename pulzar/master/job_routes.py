@@ -23,7 +23,8 @@ from pulzar.jobs.catalog import Catalog
 from pulzar.jobs.model import JobState
 from pulzar.jobs.service import JobService
 from pulzar.jobs.store import JobStore
-from pulzar.master.app import SERVICE, apply_commits
+from pulzar.master import commits
+from pulzar.master.app import SERVICE
 from pulzar.master.service import MasterService
 
 log = logging.getLogger(__name__)
@@ -224,7 +225,7 @@ async def channel(request: web.Request) -> web.WebSocketResponse:
             return None
         if kind == "commits":
             master = request.app[SERVICE]
-            return {"results": await apply_commits(master, data.get("commits"), time.time())}
+            return {"results": await commits.apply(master, data.get("commits"), time.time())}
         raise BadRequest(f"unknown request {kind!r}")
 
     link = job_channel.Channel(ws, handle)

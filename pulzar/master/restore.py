@@ -90,19 +90,6 @@ async def _pages(
             return
 
 
-def _meta(entry: dict[str, Any]) -> ValueMeta:
-    return ValueMeta(
-        key=entry["key"],
-        version=int(entry["version"]),
-        size=int(entry["size"]),
-        checksum=bytes.fromhex(entry["checksum"]),
-        content_type=entry["content_type"],
-        created=float(entry["created"]),
-        modified=float(entry["modified"]),
-        expires=None if entry.get("expires") is None else float(entry["expires"]),
-    )
-
-
 async def rebuild(
     index: Index,
     secret: str,
@@ -135,7 +122,7 @@ async def rebuild(
                 holders: list[str] = []
                 for i, head in enumerate(heads):
                     while head is not None and stored_key(head["key"]) == position:
-                        meta = _meta(head)
+                        meta = ValueMeta.from_json(head)
                         if best is None or meta.version > best.version:
                             best, holders = meta, [volumes[i].node_id]
                         elif meta.version == best.version and volumes[i].node_id not in holders:

@@ -202,11 +202,10 @@ class MasterService:
             url += f"&rid={request_id}"
         return WritePlan(url, ticket)
 
-    async def commit(
-        self, meta: ValueMeta, nodes: tuple[str, ...], copies: int, condition: str, now: float
-    ) -> CommitResult:
-        """Record a value that volumes hold durably; delete copies it makes obsolete."""
-        (result,) = await self.commit_many([(commit_record(meta, nodes, copies), condition)], now)
+    async def commit(self, record: KeyRecord, condition: str, now: float) -> CommitResult:
+        """Record a value that volumes hold durably (`commit_record`); delete copies it makes
+        obsolete."""
+        (result,) = await self.commit_many([(record, condition)], now)
         if isinstance(result, PulzarError):
             raise result
         return result

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass, replace
+from typing import Any
 
 _DEFAULT_TYPE = "application/octet-stream"
 
@@ -43,6 +44,34 @@ class ValueMeta:
 
     def with_version(self, version: int) -> ValueMeta:
         return replace(self, version=version)
+
+    def to_json(self) -> dict[str, Any]:
+        """As JSON between the processes (a commit, a volume's list of its values)."""
+        return {
+            "key": self.key,
+            "version": self.version,
+            "size": self.size,
+            "checksum": self.checksum.hex(),
+            "content_type": self.content_type,
+            "created": self.created,
+            "modified": self.modified,
+            "expires": self.expires,
+        }
+
+    @classmethod
+    def from_json(cls, entry: dict[str, Any]) -> ValueMeta:
+        """`to_json` read back; KeyError, TypeError or ValueError when it is not one."""
+        expires = entry.get("expires")
+        return cls(
+            key=str(entry["key"]),
+            version=int(entry["version"]),
+            size=int(entry["size"]),
+            checksum=bytes.fromhex(entry["checksum"]),
+            content_type=str(entry["content_type"]),
+            created=float(entry["created"]),
+            modified=float(entry["modified"]),
+            expires=None if expires is None else float(expires),
+        )
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,7 +20,7 @@ from pulzar.http.responses import envelope, query_int
 from pulzar.jobs.channel import Channel, close_all
 from pulzar.volume import peers
 from pulzar.volume.batching import REPLICA_BATCH_MAX, unpack_replicas
-from pulzar.volume.service import BodyBytes, Upload, VolumeService, dump_entry
+from pulzar.volume.service import BodyBytes, Upload, VolumeService
 from pulzar.volume.serving import value_headers, value_response
 
 SERVICE = web.AppKey("service", VolumeService)
@@ -236,7 +236,7 @@ async def dump(request: web.Request) -> web.Response:
     page = {
         "node": svc.node_id,
         "cluster": svc.cluster_id or "",
-        "values": [dump_entry(meta) for meta in committed],
+        "values": [meta.to_json() for meta in committed],
         "tombs": [] if after else [list(t) for t in svc.store.tombstones()],
         "next": position.hex() if position else None,
     }

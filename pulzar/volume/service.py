@@ -77,20 +77,6 @@ async def _within(seconds: float, read: Coroutine[Any, Any, bytes]) -> bytes:
         raise RequestTimeout(f"no body bytes for {seconds:g}s; upload abandoned") from None
 
 
-def dump_entry(meta: ValueMeta) -> dict[str, Any]:
-    """A value's own metadata as JSON (for rebuilding the master index)."""
-    return {
-        "key": meta.key,
-        "version": meta.version,
-        "size": meta.size,
-        "checksum": meta.checksum.hex(),
-        "content_type": meta.content_type,
-        "created": meta.created,
-        "modified": meta.modified,
-        "expires": meta.expires,
-    }
-
-
 def _values_path(ticket: WriteTicket) -> str:
     return f"/internal/values{quote(ticket.key)}?v={ticket.version}"
 
@@ -657,7 +643,7 @@ class VolumeService:
         self, meta: ValueMeta, nodes: tuple[str, ...], copies: int, condition: str
     ) -> bool:
         body = {
-            **dump_entry(meta),
+            **meta.to_json(),
             "nodes": list(nodes),
             "copies": copies,
             "condition": condition,
