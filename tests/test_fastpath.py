@@ -73,7 +73,7 @@ async def server(unused_tcp_port: int) -> AsyncIterator[Server]:
         FastRoute("/put/", "/put/{name}", _answer, "PUT", skip_body=100),
     ]
     bodies = [BodyRoute("/body/", "/body/{name}", "PUT", 100, _accept)]
-    fast = FastPath(routes, bodies, record=app[metrics.RECORD])
+    fast = FastPath(routes, bodies)
     site = FastSite(runner, HOST, unused_tcp_port, fast, keepalive=0.3, access_log=None)
     await site.start()
     yield Server(unused_tcp_port, site, app)

@@ -37,7 +37,7 @@ from typing import Any, NamedTuple, TypeVar, cast
 from aiohttp import web
 
 from pulzar.core.errors import PulzarError
-from pulzar.http.metrics import Record
+from pulzar.http.metrics import RECORD, Record
 from pulzar.http.responses import INTERNAL_ERROR, envelope_body, new_request_id, request_handlers
 
 #: The route answers: given the path (raw, without the query), the raw query and the headers
@@ -90,7 +90,6 @@ class FastPath:
 
     routes: list[FastRoute]
     body_routes: list[BodyRoute] = field(default_factory=list)
-    record: Record | None = None
 
 
 FAST = web.AppKey("fast_path", FastPath)
@@ -129,6 +128,14 @@ def error_answer(method: str, path: str, exc: PulzarError, rid: str) -> tuple[in
         log.warning("%s %s -> %d %s", method, path, exc.status, exc.message)
     body = envelope_body(None, exc.message, ok=False)
     return exc.status, json_response(exc.status, body), rid
+
+
+def plain_query(query: str) -> dict[str, str] | None:
+    """The parameters of a query that needs no decoding (no `%` or `+`), else None: a fast
+    route leaves the others to aiohttp's parser."""
+    if "%" in query or "+" in query:
+        return None
+    return dict(part.partition("=")[::2] for part in query.split("&")) if query else {}
 
 
 def request_id_of(headers: dict[str, str]) -> str:
@@ -214,6 +221,7 @@ class FastPathProtocol(asyncio.Protocol):
     def __init__(
         self,
         fast: FastPath,
+        record: Record | None,
         fallback: Callable[[], asyncio.Protocol],
         keepalive: float,
         access_log: logging.Logger | None,
@@ -221,6 +229,7 @@ class FastPathProtocol(asyncio.Protocol):
         in_flight: set[asyncio.Task[tuple[int, bytes, str]]],
     ) -> None:
         self._fast = fast
+        self._record = record
         self._in_flight = in_flight
         #: The answer being worked on (reading is paused meanwhile), and what came after it.
         self._busy: asyncio.Task[tuple[int, bytes, str]] | None = None
@@ -317,8 +326,8 @@ class FastPathProtocol(asyncio.Protocol):
         self._last = asyncio.get_running_loop().time()
         seconds = time.perf_counter() - started
         body = len(data) - data.find(b"\r\n\r\n") - 4
-        if self._fast.record is not None:
-            self._fast.record(head.method, route, status, seconds, body, head.length)
+        if self._record is not None:
+            self._record(head.method, route, status, seconds, body, head.length)
         if self._log is not None:
             self._log_access(head.method, head.path, head.query, status, body, seconds, rid)
 
@@ -459,11 +468,19 @@ class FastSite(web.TCPSite):
         assert server is not None
         handlers = request_handlers(server)
         fast = self._fast
+        # Fast answers are counted in the application's metrics (`pulzar.http.metrics`).
+        record = self._runner.app.get(RECORD) if isinstance(self._runner, web.AppRunner) else None
 
         def fast_first() -> asyncio.Protocol:
             assert fast is not None
             return FastPathProtocol(
-                fast, handlers, self._keepalive, self._log, self._connections, self._in_flight
+                fast,
+                record,
+                handlers,
+                self._keepalive,
+                self._log,
+                self._connections,
+                self._in_flight,
             )
 
         factory = handlers if fast is None else fast_first

@@ -13,7 +13,6 @@ from aiohttp import web
 
 from pulzar.core.config import Config
 from pulzar.http.fastpath import FAST, FastSite
-from pulzar.http.metrics import RECORD
 from pulzar.http.tls import server_context
 
 ACCESS_LOG_FORMAT = '%a "%r" %s %b %Tfs rid=%{X-Request-Id}o'
@@ -78,8 +77,6 @@ async def _run(
     try:
         # The fast path writes plain HTTP only; with TLS every request goes to aiohttp.
         fast = app.get(FAST) if ssl_context is None else None
-        if fast is not None:
-            fast.record = app.get(RECORD)
         site = FastSite(
             runner,
             host,

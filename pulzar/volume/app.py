@@ -64,10 +64,8 @@ def fast_add_key(svc: VolumeService) -> BodyRoute:
     anything else, a bad ticket included, is left to `add_key`."""
 
     def accept(path: str, query: str, headers: dict[str, str], now: float) -> Respond | None:
-        if "origin" in headers or "%" in query or "+" in query:
-            return None
-        params = dict(part.partition("=")[::2] for part in query.split("&"))
-        if not params.keys() <= {"t", "rid"}:
+        params = fastpath.plain_query(query)
+        if params is None or not params.keys() <= {"t", "rid"} or "origin" in headers:
             return None
         try:
             ticket = svc.ticket_for(params.get("t"), parse_key(path[8:]), now)
@@ -120,15 +118,10 @@ def fast_get_key(svc: VolumeService) -> FastRoute:
     def answer(path: str, query: str, headers: dict[str, str], now: float) -> FastAnswer:
         if "range" in headers or "if-none-match" in headers or "origin" in headers:
             return None
-        if "%" in query or "+" in query:
+        params = fastpath.plain_query(query)
+        if params is None:
             return None
-        version = rid = ""
-        for part in query.split("&"):
-            name, _, value = part.partition("=")
-            if name == "v":
-                version = value
-            elif name == "rid":
-                rid = value
+        version, rid = params.get("v", ""), params.get("rid", "")
         if not version.isdigit():
             return None
         try:
