@@ -112,18 +112,18 @@ class Repairer:
         #: Whether a step ran yet (the first one takes the situation as its starting point).
         self._stepped = False
 
-    def gone(self, now: float) -> set[str]:
+    def gone(self, now: float) -> frozenset[str]:
         """Nodes no longer counted as holders: dead for longer than the grace period, or
         draining (their copies still serve reads, and are dropped once copied elsewhere)."""
-        return {
+        return frozenset(
             n.id
             for n in self.service.nodes.all()
             if n.draining or (n.state is NodeState.DEAD and now - n.last_seen >= self.grace)
-        }
+        )
 
     def _situation(self, now: float) -> _Situation:
         live = frozenset(n.id for n in self.service.nodes.live())
-        return _Situation(live, frozenset(self.gone(now)), self.service.index.holder_changes)
+        return _Situation(live, self.gone(now), self.service.index.holder_changes)
 
     def _pass_needed(self, now: float, situation: _Situation) -> float | None:
         """The pause factor of the pass to run now, or None when none is needed.
@@ -166,7 +166,7 @@ class Repairer:
             pause = self._pass_needed(now, situation)
             if pause is not None:
                 started = time.perf_counter()
-                if await self._repair_pass(now, pause):
+                if await self._repair_pass(situation.gone, now, pause):
                     took = time.perf_counter() - started
                     self._clean, self._clean_at = situation, now + took
                 else:
@@ -177,10 +177,10 @@ class Repairer:
             self.progress.running = False
             self._stepped = True
 
-    async def _repair_pass(self, now: float, pause: float) -> bool:
+    async def _repair_pass(self, gone: frozenset[str], now: float, pause: float) -> bool:
         """True when no key was short of copies (keys with no live holder are only counted:
-        repair cannot help them, and their holders coming back or going for good is seen)."""
-        gone = self.gone(now)
+        repair cannot help them, and their holders coming back or going for good is seen).
+        `gone`: the nodes no longer counted as holders (`gone`)."""
         live = {n.id: n for n in self.service.nodes.live()}
         under = unavailable = 0
         repaired = False
@@ -211,7 +211,7 @@ class Repairer:
         return await self.service.index.set_nodes(record.meta.key, record.meta.version, nodes)
 
     async def _repair(
-        self, record: KeyRecord, holders: list[str], gone: set[str], live: dict[str, Node]
+        self, record: KeyRecord, holders: list[str], gone: frozenset[str], live: dict[str, Node]
     ) -> None:
         """Copy `record` to new nodes until it has R holders, then point the index at them.
 
