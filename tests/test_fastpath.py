@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
+import struct
+import time
 from collections.abc import AsyncIterator
 
 import pytest
@@ -290,6 +293,23 @@ async def test_a_client_leaving_during_a_body_routes_work_harms_nothing(server: 
     writer.close()
 
 
+async def test_work_whose_client_reset_the_connection_is_counted_all_the_same(
+    server: Server,
+) -> None:
+    _, writer = await server.connect()
+    linger_zero = struct.pack("ii", 1, 0)  # closing sends a reset
+    writer.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, linger_zero)
+    writer.write(_put("/body/a", b"x"))
+    await writer.drain()
+    writer.transport.abort()
+    registry = server.app[metrics.REGISTRY]
+    labels = {"process": "test", "method": "PUT", "route": "/body/{name}", "status": "201"}
+    deadline = time.monotonic() + 5
+    while registry.get_sample_value("pulzar_requests_total", labels) != 1:
+        assert time.monotonic() < deadline, "the work done for the client was not counted"
+        await asyncio.sleep(0.02)
+
+
 async def test_stopping_the_site_lets_a_body_routes_work_finish(server: Server) -> None:
     reader, writer = await server.connect()
     writer.write(_put("/body/a", b"xy"))
@@ -372,18 +392,27 @@ async def test_a_site_without_fast_routes_answers_malformed_requests_in_the_enve
 @pytest.mark.parametrize(
     "head",
     [
-        b"GET /a HTTP/1.0\r\n\r\n",
-        b"GET /a HTTP/1.1\r\nX: 1\r\nX: 2\r\n\r\n",
-        b"GET /a HTTP/1.1\r\nConnection: close\r\n\r\n",
-        b"GET /a HTTP/1.1\r\nExpect: 100-continue\r\n\r\n",
-        b"GET /a HTTP/1.1\r\nUpgrade: websocket\r\n\r\n",
-        b"GET /a HTTP/1.1\r\nX: 1\r\n folded\r\n\r\n",
-        b"GET /a HTTP/1.1\r\nBad Name: 1\r\n\r\n",
-        b"GET /\xc3\xa9 HTTP/1.1\r\n\r\n",
-        b"GET /a HTTP/1.1\r\n",
-        b"GET /a HTTP/1.1\r\n\r\nGET /b HTTP/1.1\r\n\r\n",
-        b"GET a HTTP/1.1\r\n\r\n",
-        b"GET /a HTTP/1.1\r\nX: " + b"x" * 5000 + b"\r\n\r\n",
+        b"GET /a HTTP/1.0\r\nHost: h\r\n\r\n",
+        b"GET /a HTTP/1.1\r\nHost: h\r\nX: 1\r\nX: 2\r\n\r\n",
+        b"GET /a HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n",
+        b"GET /a HTTP/1.1\r\nHost: h\r\nExpect: 100-continue\r\n\r\n",
+        b"GET /a HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\n\r\n",
+        b"GET /a HTTP/1.1\r\nHost: h\r\nX: 1\r\n folded\r\n\r\n",
+        b"GET /a HTTP/1.1\r\nHost: h\r\nBad Name: 1\r\n\r\n",
+        b"GET /\xc3\xa9 HTTP/1.1\r\nHost: h\r\n\r\n",
+        b"GET /a HTTP/1.1\r\nHost: h\r\n",
+        b"GET /a HTTP/1.1\r\nHost: h\r\n\r\nGET /b HTTP/1.1\r\nHost: h\r\n\r\n",
+        b"GET a HTTP/1.1\r\nHost: h\r\n\r\n",
+        b"GET /a HTTP/1.1\r\nHost: h\r\nX: " + b"x" * 5000 + b"\r\n\r\n",
+        # What aiohttp's parser refuses or reads otherwise than a plain split would:
+        b"GET /a HTTP/1.1\r\n\r\n",  # no Host
+        b"GET /a#b HTTP/1.1\r\nHost: h\r\n\r\n",  # a fragment, dropped from the path
+        b"GET /a HTTP/1.1\r\nHost: h\r\nX: a\x00b\r\n\r\n",  # a control character
+        b"GET /a HTTP/1.1\r\nHost: h\r\nX: a\x7f\r\n\r\n",
+        b"GET /a HTTP/1.1\r\nHost: h\nX-A: b\r\n\r\n",  # a bare LF
+        b"GET /a HTTP/1.1\r\nHost: h\rX-A: b\r\n\r\n",  # a bare CR
+        b"GET /a HTTP/1.1\r\nHost: h\r\nX(A): b\r\n\r\n",  # a name that is no token
+        b"GET /a HTTP/1.1\r\nHost: h\r\n: b\r\n\r\n",  # no name
     ],
 )
 def test_parse_head_leaves_anything_unusual_to_aiohttp(head: bytes) -> None:
@@ -391,20 +420,27 @@ def test_parse_head_leaves_anything_unusual_to_aiohttp(head: bytes) -> None:
 
 
 def test_parse_head_reads_a_plain_get() -> None:
-    head = b"GET /get_key/a?v=1&rid=x HTTP/1.1\r\nHost: h\r\nConnection: Keep-Alive\r\n\r\n"
+    head = b"GET /get_key/a?v=1&rid=x HTTP/1.1\r\nHost: h\r\nConnection: Keep-Alive\r\n"
+    head += b"X-Tab:\ta\tb \r\nX-Latin: caf\xe9\r\nX-Empty:\r\n\r\n"
     assert parse_head(head) == (
         "GET",
         "/get_key/a",
         "v=1&rid=x",
-        {"host": "h", "connection": "Keep-Alive"},
+        {
+            "host": "h",
+            "connection": "Keep-Alive",
+            "x-tab": "a\tb",
+            "x-latin": "caf\xe9",
+            "x-empty": "",
+        },
         0,
         0,
     )
 
 
 def test_parse_head_counts_the_body_that_came_with_the_head() -> None:
-    head = b"PUT /k HTTP/1.1\r\nContent-Length: 10\r\n\r\nabc"
+    head = b"PUT /k HTTP/1.1\r\nHost: h\r\nContent-Length: 10\r\n\r\nabc"
     parsed = parse_head(head)
     assert parsed is not None and (parsed.length, parsed.received) == (10, 3)
-    assert parse_head(b"PUT /k HTTP/1.1\r\nContent-Length: 2\r\n\r\nabc") is None
-    assert parse_head(b"PUT /k HTTP/1.1\r\nContent-Length: -2\r\n\r\n") is None
+    assert parse_head(b"PUT /k HTTP/1.1\r\nHost: h\r\nContent-Length: 2\r\n\r\nabc") is None
+    assert parse_head(b"PUT /k HTTP/1.1\r\nHost: h\r\nContent-Length: -2\r\n\r\n") is None

@@ -10,8 +10,8 @@ nothing the answer must take into account beyond what the route reads) is answer
 - a `FastRoute` answers at once from the head (`answer`), a small body read past unseen: the
   master's 307s;
 - a `BodyRoute` takes a small body that came whole with the head (`accept`, then `respond`):
-  reading pauses until its answer is written, as with aiohttp: a volume's small write, the
-  master's job launch.
+  the connection's next request waits until its answer is written, as with aiohttp: a
+  volume's small write, the master's job launch.
 
 A route may decline (None). Then, and for anything else (another route or method, a partial or
 pipelined head, a header such as `Range`, a miss, an error to report), the connection is handed
@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import re
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -51,6 +52,11 @@ Respond = Callable[[bytes], Awaitable[tuple[int, bytes, str]]]
 Accept = Callable[[str, str, dict[str, str], float], Respond | None]
 
 _REFUSED_HEADERS = frozenset(("transfer-encoding", "expect", "upgrade"))
+#: The header lines of a plain head, each after a CRLF: a name that is an HTTP token, a colon,
+#: a value without control characters (a tab aside). No folding, no bare CR or LF.
+_HEADER_LINES = re.compile(r"(?:\r\n[!#$%&'*+\-.^_`|~0-9A-Za-z]+:[^\x00-\x08\x0a-\x1f\x7f]*)+")
+#: What a request the fast path may answer starts with (five bytes: "POST " has no room for
+#: the slash).
 _FAST_METHODS = (b"GET /", b"PUT /", b"POST ")
 _SHUTDOWN_WAIT = 5.0
 # Heads longer than this go to aiohttp, which applies `[server] max_header_size`.
@@ -171,26 +177,32 @@ class Head(NamedTuple):
 def parse_head(data: bytes) -> Head | None:
     """One complete, plain request head at the start of `data`, followed by at most its own
     body; None for anything this module leaves to aiohttp (a partial head, a second request,
-    chunked bodies, `Expect`, `Upgrade`, `Connection: close`, anything unusual)."""
+    chunked bodies, `Expect`, `Upgrade`, `Connection: close`, a fragment, no `Host`, anything
+    unusual or malformed: aiohttp's parser judges those)."""
     end = data.find(b"\r\n\r\n", 0, _MAX_HEAD)
     if end < 0:
         return None  # partial, or longer than any plain request: aiohttp applies its limits
-    lines = data[:end].decode("latin-1").split("\r\n")
-    parts = lines[0].split(" ")
+    text = data[:end].decode("latin-1")
+    first = text.find("\r\n")
+    if first < 0 or not _HEADER_LINES.fullmatch(text, first):
+        return None
+    parts = text[:first].split(" ")
     if len(parts) != 3 or parts[2] != "HTTP/1.1":
         return None
     method, target = parts[0], parts[1]
     if not (target.startswith("/") and target.isascii() and target.isprintable()):
         return None
+    if "#" in target:
+        return None  # aiohttp reads a fragment off the path
     headers: dict[str, str] = {}
-    for line in lines[1:]:
-        name, sep, value = line.partition(":")
-        if not sep or not name or not name.isascii() or not name.isprintable() or " " in name:
-            return None  # folded, malformed: let the real parser judge it
+    for line in text[first + 2 :].split("\r\n"):
+        name, _, value = line.partition(":")
         lower = name.lower()
         if lower in headers or lower in _REFUSED_HEADERS:
             return None
         headers[lower] = value.strip(" \t")
+    if "host" not in headers:
+        return None
     raw_length = headers.get("content-length", "0")
     if not (raw_length.isascii() and raw_length.isdigit()):
         return None
@@ -231,7 +243,8 @@ class FastPathProtocol(asyncio.Protocol):
         self._fast = fast
         self._record = record
         self._in_flight = in_flight
-        #: The answer being worked on (reading is paused meanwhile), and what came after it.
+        #: The answer being worked on, and what came after it (it waits; reading pauses only
+        #: when more than `_MAX_PENDING` bytes wait).
         self._busy: asyncio.Task[tuple[int, bytes, str]] | None = None
         self._pending = b""
         self._fallback = fallback
@@ -321,9 +334,15 @@ class FastPathProtocol(asyncio.Protocol):
         started: float,
     ) -> None:
         """Write an answer; count it and log it."""
-        status, data, rid = answered
-        transport.write(data)
+        transport.write(answered[1])
         self._last = asyncio.get_running_loop().time()
+        self._count(head, route, answered, started)
+
+    def _count(
+        self, head: Head, route: str, answered: tuple[int, bytes, str], started: float
+    ) -> None:
+        """An answer in the metrics and the access log."""
+        status, data, rid = answered
         seconds = time.perf_counter() - started
         body = len(data) - data.find(b"\r\n\r\n") - 4
         if self._record is not None:
@@ -356,10 +375,9 @@ class FastPathProtocol(asyncio.Protocol):
         self._in_flight.discard(task)
         self._busy = None
         transport = self._transport
-        if transport is None or transport.is_closing():
-            return  # the client went away; the work was done all the same
         if task.cancelled():
-            transport.close()
+            if transport is not None:
+                transport.close()
             return
         exc = task.exception()
         if exc is None:
@@ -368,6 +386,10 @@ class FastPathProtocol(asyncio.Protocol):
             log.error("%s %s failed", head.method, head.path, exc_info=exc)
             error = json_response(500, envelope_body(None, INTERNAL_ERROR, ok=False))
             answered = (500, error, "")
+        if transport is None or transport.is_closing():
+            # The client went away; the work was done all the same, and counts.
+            self._count(head, route.route, answered, started)
+            return
         self._send(transport, head, route.route, answered, started)
         if not self._paused:
             transport.resume_reading()
@@ -425,8 +447,8 @@ class FastPathProtocol(asyncio.Protocol):
         seconds: float,
         rid: str,
     ) -> None:
-        assert self._log is not None and self._transport is not None
-        peer = self._transport.get_extra_info("peername")
+        assert self._log is not None
+        peer = None if self._transport is None else self._transport.get_extra_info("peername")
         target = f"{path}?{query}" if query else path
         self._log.info(
             '%s "%s %s HTTP/1.1" %d %d %.6fs rid=%s',

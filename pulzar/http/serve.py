@@ -38,7 +38,7 @@ def serve(app: web.Application, host: str, port: int, config: Config, *, access_
     """Serve until SIGINT or SIGTERM; in-flight requests get a few seconds to finish.
 
     TLS when `[security] tls_cert` is set; request limits from `[server]`. An application with
-    a fast path (`FAST`) answers its hottest GETs from the socket (plain HTTP only)."""
+    a fast path (`FAST`) answers its hottest requests from the socket (plain HTTP only)."""
     loop = new_loop()
     asyncio.set_event_loop(loop)
     main = loop.create_task(_run(app, host, port, config, access_log))

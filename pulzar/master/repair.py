@@ -180,7 +180,8 @@ class Repairer:
     async def _repair_pass(self, gone: frozenset[str], now: float, pause: float) -> bool:
         """True when no key was short of copies (keys with no live holder are only counted:
         repair cannot help them, and their holders coming back or going for good is seen).
-        `gone`: the nodes no longer counted as holders (`gone`)."""
+        `gone`: the nodes no longer counted as holders, as the step's situation read them
+        (`Repairer.gone`)."""
         live = {n.id: n for n in self.service.nodes.live()}
         under = unavailable = 0
         repaired = False

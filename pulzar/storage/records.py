@@ -59,14 +59,23 @@ class ValueMeta:
         }
 
     @classmethod
-    def from_json(cls, entry: dict[str, Any]) -> ValueMeta:
-        """`to_json` read back; KeyError, TypeError or ValueError when it is not one."""
+    def from_json(cls, entry: Any) -> ValueMeta:
+        """`to_json` read back; KeyError, TypeError or ValueError when it is not one (what
+        `_META` cannot hold included: a checksum that is not a SHA-256, numbers out of range)."""
+        if not isinstance(entry, dict):
+            raise TypeError("a value's metadata must be a JSON object")
+        version, size = int(entry["version"]), int(entry["size"])
+        if not (0 <= version < 2**64 and 0 <= size < 2**64):
+            raise ValueError("version and size must be unsigned 64-bit integers")
+        checksum = bytes.fromhex(entry["checksum"])
+        if len(checksum) != 32:
+            raise ValueError("checksum must be a SHA-256 (64 hex digits)")
         expires = entry.get("expires")
         return cls(
             key=str(entry["key"]),
-            version=int(entry["version"]),
-            size=int(entry["size"]),
-            checksum=bytes.fromhex(entry["checksum"]),
+            version=version,
+            size=size,
+            checksum=checksum,
             content_type=str(entry["content_type"]),
             created=float(entry["created"]),
             modified=float(entry["modified"]),

@@ -298,11 +298,11 @@ def test_a_launch_sent_whole_is_answered_from_the_socket_as_aiohttp_answers_it(
     launched = []
     for name, body, status in cases:
         fast = _raw_post(cluster.master_url, f"/launch_job/{name}", body)
-        slow = httpx.post(
-            f"{cluster.master_url}/launch_job/{name}", content=body, headers={"Origin": "x"}
-        )
+        # A percent-encoded name is left to aiohttp, which decodes it to the same name.
+        encoded = name.replace("/", "%2F")
+        slow = httpx.post(f"{cluster.master_url}/launch_job/{encoded}", content=body)
         assert fast[0] == slow.status_code == status, (name, body, fast, slow.text)
-        # The first is the fast path's answer, the second aiohttp's (CORS is left to it).
+        # The first is the fast path's answer, the second aiohttp's.
         assert (fast[1]["server"], slow.headers["server"]) == ("pulzar", AIOHTTP_SERVER)
         assert fast[1]["content-type"] == slow.headers["content-type"] == "application/json"
         if status == 200:
