@@ -18,7 +18,7 @@ from pulzar.http.openapi import document
 from pulzar.http.responses import REQUEST_ID, envelope, query_int, request_id
 from pulzar.master import commits
 from pulzar.master.repair import Repairer
-from pulzar.master.service import MasterService
+from pulzar.master.service import MasterService, WriteRequest
 from pulzar.master.views import key_json
 
 SERVICE = web.AppKey("service", MasterService)
@@ -43,17 +43,21 @@ async def _no_continue(request: web.Request) -> None:
     return None
 
 
-async def put_key(request: web.Request, route: str) -> web.Response:
-    key = key_from(request, route)
-    plan = await _svc(request).plan_write(
+def _asked(request: web.Request, key: str, size: int | None) -> WriteRequest:
+    """A write as the request asks it (query and headers); 400 for a bad option."""
+    return WriteRequest(
         key,
-        size=request.content_length,
+        size,
         ttl_days=ttl_days_from(request),
         replicas=query_int(request, "replicas", None, minimum=1, maximum=16),
         condition=condition_from(request),
         request_id=request_id(request),
-        now=time.time(),
     )
+
+
+async def put_key(request: web.Request, route: str) -> web.Response:
+    key = key_from(request, route)
+    plan = await _svc(request).plan_write(_asked(request, key, request.content_length), time.time())
     response = web.Response(
         status=307, headers={"Location": plan.url, REQUEST_ID: plan.ticket.request_id}
     )
@@ -102,7 +106,7 @@ def fast_put_key(svc: MasterService) -> FastRoute:
         try:
             key = parse_key(path[8:])
             size = None if length is None else int(length)
-            plan = svc.plan_write_now(key, size=size, request_id=rid, now=now)
+            plan = svc.plan_write_now(WriteRequest(key, size, request_id=rid), now)
         except PulzarError:
             return None
         if plan is None:
@@ -122,15 +126,8 @@ async def delete_key(request: web.Request) -> web.Response:
 @routes.get("/get_node/{key:(?s:.*)}")
 async def get_node(request: web.Request) -> web.Response:
     key = key_from(request, "/get_node")
-    plan = await _svc(request).plan_write(
-        key,
-        size=query_int(request, "size", None),
-        ttl_days=ttl_days_from(request),
-        replicas=query_int(request, "replicas", None, minimum=1, maximum=16),
-        condition=condition_from(request),
-        request_id=request_id(request),
-        now=time.time(),
-    )
+    asked = _asked(request, key, query_int(request, "size", None))
+    plan = await _svc(request).plan_write(asked, time.time())
     return envelope({"node": plan.url, "version": plan.ticket.version})
 
 

@@ -15,7 +15,7 @@ from pulzar.http.keys import key_from
 from pulzar.http.responses import envelope, request_id
 from pulzar.master.app import SERVICE
 from pulzar.master.restore import RestoreProgress, rebuild
-from pulzar.master.service import MasterService
+from pulzar.master.service import MasterService, WriteRequest
 from pulzar.storage.records import ValueMeta
 
 log = logging.getLogger(__name__)
@@ -117,16 +117,8 @@ async def restore_node(request: web.Request) -> web.Response:
         0 <= t <= MAX_TIME for t in (meta.created, meta.modified, meta.expires or 0.0)
     ):
         raise BadRequest(f"size must not be negative, and times between 0 and {MAX_TIME:.0f}")
-    plan = await request.app[SERVICE].plan_write(
-        meta.key,
-        size=meta.size,
-        ttl_days=None,
-        replicas=None,
-        condition="",
-        request_id=request_id(request),
-        now=time.time(),
-        restoring=meta,
-    )
+    asked = WriteRequest(meta.key, meta.size, request_id=request_id(request), restoring=meta)
+    plan = await request.app[SERVICE].plan_write(asked, time.time())
     return envelope({"node": plan.url, "version": plan.ticket.version})
 
 

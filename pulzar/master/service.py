@@ -35,6 +35,23 @@ DAY = 86400.0
 
 
 @dataclass(frozen=True, slots=True)
+class WriteRequest:
+    """What a client asks of a write, before its version and volumes are picked."""
+
+    key: str
+    #: The body's size when known (checked against the limit and the volumes' room).
+    size: int | None = None
+    ttl_days: float | None = None
+    #: R asked for this write (None: the configured or automatic one).
+    replicas: int | None = None
+    #: "" none, "*" create-only, "etag:<hex>", "version:<n>" or "exists" (see `check_condition`).
+    condition: str = ""
+    request_id: str = ""
+    #: A backup's metadata when restoring: the value keeps its version and times.
+    restoring: ValueMeta | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class WritePlan:
     """Where a write goes: the primary volume's URL (with its ticket) and the ticket itself."""
 
@@ -106,80 +123,35 @@ class MasterService:
             self._candidates_at = (self.nodes.generation, candidates)
         return candidates
 
-    async def plan_write(
-        self,
-        key: str,
-        *,
-        size: int | None,
-        ttl_days: float | None,
-        replicas: int | None,
-        condition: str,
-        request_id: str,
-        now: float,
-        restoring: ValueMeta | None = None,
-    ) -> WritePlan:
+    async def plan_write(self, asked: WriteRequest, now: float) -> WritePlan:
         """Check what can be checked before the upload and pick the volumes and the version.
 
-        The condition is checked here to fail early, and again atomically at commit.
-        `restoring` (a backup's metadata) keeps the value's version and times.
+        The condition is checked here to fail early, and again atomically at commit. A restore
+        (`asked.restoring`) keeps the value's version and times.
         """
-        if restoring is not None:
-            await self.index.ensure_version_above(restoring.version)
-            version = restoring.version
+        if asked.restoring is not None:
+            await self.index.ensure_version_above(asked.restoring.version)
+            version = asked.restoring.version
         else:
             version = await self.index.next_version()
-        return self._plan(
-            key,
-            size,
-            ttl_days=ttl_days,
-            replicas=replicas,
-            condition=condition,
-            request_id=request_id,
-            now=now,
-            version=version,
-            restoring=restoring,
-        )
+        return self._plan(asked, version, now)
 
-    def plan_write_now(
-        self, key: str, *, size: int | None, request_id: str, now: float
-    ) -> WritePlan | None:
-        """`plan_write` of a plain write (no TTL, R or condition asked), when the version
-        needs no write first; else None."""
+    def plan_write_now(self, asked: WriteRequest, now: float) -> WritePlan | None:
+        """`plan_write` when the version needs no write first; else None."""
         version = self.index.next_version_now()
         if version is None:
             return None
-        return self._plan(
-            key,
-            size,
-            ttl_days=None,
-            replicas=None,
-            condition="",
-            request_id=request_id,
-            now=now,
-            version=version,
-            restoring=None,
-        )
+        return self._plan(asked, version, now)
 
-    def _plan(
-        self,
-        key: str,
-        size: int | None,
-        *,
-        ttl_days: float | None,
-        replicas: int | None,
-        condition: str,
-        request_id: str,
-        now: float,
-        version: int,
-        restoring: ValueMeta | None,
-    ) -> WritePlan:
+    def _plan(self, asked: WriteRequest, version: int, now: float) -> WritePlan:
+        key, size, restoring = asked.key, asked.size, asked.restoring
         if size is not None and size > self.max_bytes:
             raise PayloadTooLarge(
                 f"value of {size} bytes is over the limit of {self.config.general.maxsize} MiB"
             )
         current = self.index.get(key, now)
-        check_condition(condition, current)
-        copies, quorum = self.replicas_for(replicas)
+        check_condition(asked.condition, current)
+        copies, quorum = self.replicas_for(asked.replicas)
         # Two spares beyond R take a copy when a chosen replica cannot be reached.
         chosen = self.choose_nodes(key, size or 0, quorum, copies + 2)
         ticket = WriteTicket(
@@ -188,9 +160,9 @@ class MasterService:
             nodes=tuple(n.id for n in chosen),
             urls=tuple(n.url for n in chosen),
             expires_at=now + self.config.security.ticket_ttl,
-            ttl=None if ttl_days is None else ttl_days * DAY,
-            condition=condition,
-            request_id=request_id,
+            ttl=None if asked.ttl_days is None else asked.ttl_days * DAY,
+            condition=asked.condition,
+            request_id=asked.request_id,
             created=restoring.created if restoring else current.meta.created if current else None,
             copies=copies,
             quorum=quorum,
@@ -198,8 +170,8 @@ class MasterService:
             expires=restoring.expires if restoring else None,
         )
         url = f"{chosen[0].url}/add_key{quote(key)}?t={sign_ticket(self.secret, ticket)}"
-        if request_id:
-            url += f"&rid={request_id}"
+        if asked.request_id:
+            url += f"&rid={asked.request_id}"
         return WritePlan(url, ticket)
 
     async def commit(self, record: KeyRecord, condition: str, now: float) -> CommitResult:
