@@ -89,6 +89,24 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         return error_response(500, INTERNAL_ERROR)
 
 
+def json_body(raw: bytes) -> Any:
+    """A request's body read as JSON (`{}` when it is empty or blank); 400 when it is not."""
+    if not raw.strip():
+        return {}
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise BadRequest(f"body is not JSON: {exc}") from None
+
+
+def json_object(raw: bytes) -> dict[str, Any]:
+    """`json_body` of a body that must be a JSON object."""
+    body = json_body(raw)
+    if not isinstance(body, dict):
+        raise BadRequest("body must be a JSON object")
+    return body
+
+
 def query_int(
     request: web.Request,
     name: str,

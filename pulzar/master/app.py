@@ -15,7 +15,7 @@ from pulzar.http.fastpath import FastAnswer, FastRoute
 from pulzar.http.internal import check_signed
 from pulzar.http.keys import condition_from, key_from, prefix_from, ttl_days_from
 from pulzar.http.openapi import document
-from pulzar.http.responses import REQUEST_ID, envelope, query_int, request_id
+from pulzar.http.responses import REQUEST_ID, envelope, json_object, query_int, request_id
 from pulzar.master import commits
 from pulzar.master.repair import Repairer
 from pulzar.master.service import MasterService, WriteRequest
@@ -187,13 +187,7 @@ async def health(request: web.Request) -> web.Response:
 
 async def _signed_json(request: web.Request) -> dict[str, Any]:
     check_signed(request, _svc(request).secret)
-    try:
-        body = orjson.loads(await request.read())
-    except orjson.JSONDecodeError:
-        raise BadRequest("body is not JSON") from None
-    if not isinstance(body, dict):
-        raise BadRequest("body must be a JSON object")
-    return body
+    return json_object(await request.read())
 
 
 @routes.post("/internal/commit")

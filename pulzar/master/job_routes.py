@@ -17,7 +17,7 @@ from pulzar.core.errors import BadRequest, NotFound, PulzarError
 from pulzar.http import fastpath
 from pulzar.http.fastpath import BodyRoute, Respond
 from pulzar.http.internal import check_signed
-from pulzar.http.responses import envelope, query_int
+from pulzar.http.responses import envelope, json_body, query_int
 from pulzar.jobs import channel as job_channel
 from pulzar.jobs.catalog import Catalog
 from pulzar.jobs.model import JobState
@@ -42,17 +42,7 @@ def _jobs(request: web.Request) -> JobService:
 
 
 async def _body(request: web.Request) -> Any:
-    return _json(await request.read())
-
-
-def _json(raw: bytes) -> Any:
-    """A request's JSON body; an empty one is `{}`."""
-    if not raw.strip():
-        return {}
-    try:
-        return orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise BadRequest(f"body is not JSON: {exc}") from None
+    return json_body(await request.read())
 
 
 #: Job and schedule ids are unsigned 64-bit (pulzar.jobs.store): a larger number names none.
@@ -95,7 +85,7 @@ def fast_launch_job(jobs: JobService) -> BodyRoute:
 
         async def respond(body: bytes) -> tuple[int, bytes, str]:
             try:
-                job_id = await jobs.launch(name, _json(body), now)
+                job_id = await jobs.launch(name, json_body(body), now)
             except PulzarError as exc:
                 return fastpath.error_answer("POST", path, exc, rid)
             return fastpath.envelope_answer(

@@ -5,14 +5,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Any
 
-import orjson
 from aiohttp import web
 
 from pulzar.core.errors import BadRequest, Conflict, NotFound
 from pulzar.http.keys import key_from
-from pulzar.http.responses import envelope, request_id
+from pulzar.http.responses import envelope, json_object, request_id
 from pulzar.master.app import SERVICE
 from pulzar.master.restore import RestoreProgress, rebuild
 from pulzar.master.service import MasterService, WriteRequest
@@ -54,25 +52,12 @@ def start_restore(app: web.Application, service: MasterService, urls: list[str])
     task.add_done_callback(app[RESTORE_TASKS].discard)
 
 
-async def _json_object(request: web.Request) -> dict[str, Any]:
-    raw = await request.read()
-    if not raw:
-        return {}
-    try:
-        body = orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        raise BadRequest("body is not JSON") from None
-    if not isinstance(body, dict):
-        raise BadRequest("body must be a JSON object")
-    return body
-
-
 @routes.post("/admin/restore")
 async def restore(request: web.Request) -> web.Response:
     """Rebuild the index from volumes: `{"volumes": [urls]}` (default: every registered
     volume). Refused on a non-empty index unless `"force": true`."""
     service = request.app[SERVICE]
-    body = await _json_object(request)
+    body = json_object(await request.read())
     urls = body.get("volumes")
     if urls is None or urls == []:
         urls = [n.url for n in service.nodes.all()]
