@@ -10,7 +10,7 @@ from typing import Any
 import click
 import orjson
 
-from pulzar.cli.keys import client_command, json_option, master_option, token_option
+from pulzar.cli.keys import client_command, json_option, master_option, print_json, token_option
 from pulzar.client import Client
 
 _EVERY = re.compile(r"^(\d+)\s*(s|sec|seconds?|m|min|minutes?|h|hours?|d|days?|w|weeks?)$")
@@ -106,7 +106,7 @@ def launch(
             while (record := client.job(job_id))["status"] in ("pending", "running"):
                 time.sleep(0.1)
     if as_json:
-        click.echo(orjson.dumps(record, option=orjson.OPT_INDENT_2).decode())
+        print_json(record)
     elif wait and schedule is None:
         click.echo(
             f"job {job_id} {record['status']}: {orjson.dumps(record.get('result')).decode()}"
@@ -129,7 +129,7 @@ def list_jobs(limit: int, master: str, token: str | None, as_json: bool) -> None
     with Client(master, token) as client:
         board = client.jobs(limit)
     if as_json:
-        click.echo(orjson.dumps(board, option=orjson.OPT_INDENT_2).decode())
+        print_json(board)
         return
     from rich.console import Console
     from rich.table import Table
@@ -171,7 +171,7 @@ def show(job_id: int, master: str, token: str | None, as_json: bool) -> None:
     with Client(master, token) as client:
         record = client.job(job_id)
     if as_json:
-        click.echo(orjson.dumps(record, option=orjson.OPT_INDENT_2).decode())
+        print_json(record)
         return
     for name in (
         "job_id",
