@@ -39,7 +39,13 @@ from aiohttp import web
 
 from pulzar.core.errors import PulzarError
 from pulzar.http.metrics import RECORD, Record
-from pulzar.http.responses import INTERNAL_ERROR, envelope_body, new_request_id, request_handlers
+from pulzar.http.responses import (
+    INTERNAL_ERROR,
+    envelope_body,
+    new_request_id,
+    request_handlers,
+    usable_request_id,
+)
 
 #: The route answers: given the path (raw, without the query), the raw query and the headers
 #: (lower-case names) and the time: `(status, the whole response, request id)`, or None to let
@@ -137,17 +143,21 @@ def error_answer(method: str, path: str, exc: PulzarError, rid: str) -> tuple[in
 
 
 def plain_query(query: str) -> dict[str, str] | None:
-    """The parameters of a query that needs no decoding (no `%` or `+`), else None: a fast
-    route leaves the others to aiohttp's parser."""
+    """The parameters of a query that needs no decoding (no `%` or `+`) and names each once,
+    else None: a fast route leaves the others to aiohttp."""
     if "%" in query or "+" in query:
         return None
-    return dict(part.partition("=")[::2] for part in query.split("&")) if query else {}
+    params = dict(part.partition("=")[::2] for part in query.split("&")) if query else {}
+    if query and len(params) != query.count("&") + 1:
+        return None  # a name given twice: aiohttp's routes read the first, leave it to them
+    return params
 
 
 def request_id_of(headers: dict[str, str]) -> str:
-    """The id a fast answer is logged under: the client's `X-Request-Id` if usable, or new."""
+    """The id a fast answer is logged under: the client's `X-Request-Id` if usable, or new
+    (as `responses.request_id`)."""
     given = headers.get("x-request-id", "")
-    return given if given and given.isascii() and given.isprintable() else new_request_id()
+    return given if usable_request_id(given) else new_request_id()
 
 
 def response(status: int, headers: str, body: bytes = b"") -> bytes:
@@ -177,12 +187,15 @@ class Head(NamedTuple):
 def parse_head(data: bytes) -> Head | None:
     """One complete, plain request head at the start of `data`, followed by at most its own
     body; None for anything this module leaves to aiohttp (a partial head, a second request,
-    chunked bodies, `Expect`, `Upgrade`, `Connection: close`, a fragment, no `Host`, anything
-    unusual or malformed: aiohttp's parser judges those)."""
+    chunked bodies, `Expect`, `Upgrade`, `Connection: close`, a fragment, no `Host`, bytes
+    beyond ASCII, anything unusual or malformed: aiohttp's parser judges those)."""
     end = data.find(b"\r\n\r\n", 0, _MAX_HEAD)
     if end < 0:
         return None  # partial, or longer than any plain request: aiohttp applies its limits
-    text = data[:end].decode("latin-1")
+    head = data[:end]
+    if not head.isascii():
+        return None  # aiohttp reads header values as UTF-8
+    text = head.decode("ascii")
     first = text.find("\r\n")
     if first < 0 or not _HEADER_LINES.fullmatch(text, first):
         return None
@@ -318,7 +331,11 @@ class FastPathProtocol(asyncio.Protocol):
         if route is None or head.length > route.skip_body:
             return False
         started = time.perf_counter()
-        answered = route.answer(head.path, head.query, head.headers, time.time())
+        try:
+            answered = route.answer(head.path, head.query, head.headers, time.time())
+        except Exception:
+            log.exception("fast %s %s failed; left to aiohttp", head.method, head.path)
+            return False
         if answered is None:
             return False
         assert self._transport is not None
@@ -355,7 +372,11 @@ class FastPathProtocol(asyncio.Protocol):
         route = _route(self._fast.body_routes, head)
         if route is None or head.length > route.max_body:
             return False
-        respond = route.accept(head.path, head.query, head.headers, time.time())
+        try:
+            respond = route.accept(head.path, head.query, head.headers, time.time())
+        except Exception:
+            log.exception("fast %s %s failed; left to aiohttp", head.method, head.path)
+            return False
         if respond is None:
             return False
         # One request at a time, as aiohttp does: what comes meanwhile waits in `_pending`.

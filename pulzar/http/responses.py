@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import re
 import secrets
 from collections.abc import Awaitable, Callable
 from http import HTTPStatus
@@ -52,8 +53,21 @@ def error_response(status: int, msg: str) -> web.Response:
 
 
 def request_id(request: web.Request) -> str:
-    """The id this request is logged under: from the 307 (`rid=`), a header, or new."""
-    return request.query.get("rid") or request.headers.get(REQUEST_ID) or new_request_id()
+    """The id this request is logged under: from the 307 (`rid=`), a header, or new (when
+    neither is usable)."""
+    for given in (request.query.get("rid"), request.headers.get(REQUEST_ID)):
+        if given is not None and usable_request_id(given):
+            return given
+    return new_request_id()
+
+
+#: What a client's request id may be made of to travel as it is, in a header, in the query of
+#: a 307's Location and in a log line.
+_USABLE_ID = re.compile(r"[A-Za-z0-9._~:/=@-]{1,128}")
+
+
+def usable_request_id(given: str) -> bool:
+    return _USABLE_ID.fullmatch(given) is not None
 
 
 def new_request_id() -> str:

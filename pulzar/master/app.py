@@ -101,11 +101,13 @@ def fast_put_key(svc: MasterService) -> FastRoute:
     def answer(path: str, query: str, headers: dict[str, str], now: float) -> FastAnswer:
         if query or "if-match" in headers or "if-none-match" in headers:
             return None
-        rid = fastpath.request_id_of(headers)
         length = headers.get("content-length")
+        if length is None:
+            return None  # `put_key` closes the connection after an upload of unknown size
+        rid = fastpath.request_id_of(headers)
         try:
             key = parse_key(path[8:])
-            size = None if length is None else int(length)
+            size = int(length)
             plan = svc.plan_write_now(WriteRequest(key, size, request_id=rid), now)
         except PulzarError:
             return None

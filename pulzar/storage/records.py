@@ -7,6 +7,8 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 _DEFAULT_TYPE = "application/octet-stream"
+#: The largest version (and size) a record holds: unsigned 64-bit.
+MAX_U64 = 2**64 - 1
 
 
 def _pack_type(content_type: str) -> bytes:
@@ -65,7 +67,7 @@ class ValueMeta:
         if not isinstance(entry, dict):
             raise TypeError("a value's metadata must be a JSON object")
         version, size = int(entry["version"]), int(entry["size"])
-        if not (0 <= version < 2**64 and 0 <= size < 2**64):
+        if not (0 <= version <= MAX_U64 and 0 <= size <= MAX_U64):
             raise ValueError("version and size must be unsigned 64-bit integers")
         checksum = bytes.fromhex(entry["checksum"])
         if len(checksum) != 32:

@@ -18,6 +18,7 @@ from pulzar.http.internal import check_signed
 from pulzar.http.keys import key_from, ttl_days_from
 from pulzar.http.responses import envelope, query_int
 from pulzar.jobs.channel import Channel, close_all
+from pulzar.storage.records import MAX_U64
 from pulzar.volume import peers
 from pulzar.volume.batching import REPLICA_BATCH_MAX, unpack_replicas
 from pulzar.volume.service import BodyBytes, Upload, VolumeService
@@ -94,7 +95,7 @@ async def get_key(request: web.Request) -> web.StreamResponse:
     node, so a reader never loops)."""
     svc = _svc(request)
     key = key_from(request, "/get_key")
-    version = query_int(request, "v", None)
+    version = query_int(request, "v", None, maximum=MAX_U64)
     stored = svc.store.get(key, version)
     if stored is not None and not await svc.verify(stored):
         await svc.report_corrupt(stored.meta)
@@ -122,7 +123,7 @@ def fast_get_key(svc: VolumeService) -> FastRoute:
         if params is None:
             return None
         version, rid = params.get("v", ""), params.get("rid", "")
-        if not version.isdigit():
+        if not (version.isdigit() and len(version) <= 20 and int(version) <= MAX_U64):
             return None
         try:
             key = parse_key(path[8:])
@@ -253,7 +254,7 @@ async def copy(request: web.Request) -> web.Response:
 async def finalize(request: web.Request) -> web.Response:
     svc = _svc(request)
     check_signed(request, svc.secret)
-    version = query_int(request, "v", None)
+    version = query_int(request, "v", None, maximum=MAX_U64)
     if version is None:
         raise BadRequest("finalize needs 'v'")
     await svc.store.finalize(key_from(request, "/internal/finalize"), version)
@@ -291,7 +292,8 @@ async def delete_values(request: web.Request) -> web.Response:
     svc = _svc(request)
     check_signed(request, svc.secret)
     key = key_from(request, "/internal/values")
-    exact, upto = query_int(request, "v", None), query_int(request, "upto", None)
+    exact = query_int(request, "v", None, maximum=MAX_U64)
+    upto = query_int(request, "upto", None, maximum=MAX_U64)
     if exact is not None:
         await svc.store.discard(key, exact)
         return envelope({"dropped": 1}, "dropped")
