@@ -42,6 +42,7 @@ from pulzar.http.metrics import RECORD, Record
 from pulzar.http.responses import (
     INTERNAL_ERROR,
     envelope_body,
+    error_body,
     new_request_id,
     request_handlers,
     usable_request_id,
@@ -136,10 +137,7 @@ def envelope_answer(status: int, data: Any, msg: str, rid: str) -> tuple[int, by
 
 def error_answer(method: str, path: str, exc: PulzarError, rid: str) -> tuple[int, bytes, str]:
     """A body route's error, answered as `error_middleware` answers it through aiohttp."""
-    if exc.status >= 500:
-        log.warning("%s %s -> %d %s", method, path, exc.status, exc.message)
-    body = envelope_body(None, exc.message, ok=False)
-    return exc.status, json_response(exc.status, body), rid
+    return exc.status, json_response(exc.status, error_body(method, path, exc)), rid
 
 
 def plain_query(query: str) -> dict[str, str] | None:
@@ -203,7 +201,7 @@ def parse_head(data: bytes) -> Head | None:
     if len(parts) != 3 or parts[2] != "HTTP/1.1":
         return None
     method, target = parts[0], parts[1]
-    if not (target.startswith("/") and target.isascii() and target.isprintable()):
+    if not (target.startswith("/") and target.isprintable()):
         return None
     if "#" in target:
         return None  # aiohttp reads a fragment off the path

@@ -74,14 +74,20 @@ def new_request_id() -> str:
     return f"{_RID_PREFIX}{next(_rid_counter) & 0xFFFFFF:06x}"
 
 
+def error_body(method: str, path: str, exc: PulzarError) -> bytes:
+    """The envelope of a request's `PulzarError`, logged when it is the server's (5xx)."""
+    if exc.status >= 500:
+        log.warning("%s %s -> %d %s", method, path, exc.status, exc.message)
+    return envelope_body(None, exc.message, ok=False)
+
+
 @web.middleware
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         return await handler(request)
     except PulzarError as exc:
-        if exc.status >= 500:
-            log.warning("%s %s -> %d %s", request.method, request.path, exc.status, exc.message)
-        return error_response(exc.status, exc.message)
+        body = error_body(request.method, request.path, exc)
+        return web.Response(body=body, status=exc.status, content_type="application/json")
     except web.HTTPException as exc:
         if exc.status < 400:
             raise

@@ -39,7 +39,13 @@ def _svc(request: web.Request) -> VolumeService:
 
 
 def _upload(request: web.Request) -> Upload:
-    return Upload(request.headers.get("Content-Type"), request.content_length, request.content)
+    content_type = request.headers.get("Content-Type")
+    if content_type is not None and not content_type.isascii():
+        try:  # aiohttp keeps the bytes it cannot read as UTF-8 as lone surrogates
+            content_type.encode("utf-8")
+        except UnicodeEncodeError:
+            raise BadRequest("Content-Type is not valid UTF-8") from None
+    return Upload(content_type, request.content_length, request.content)
 
 
 @routes.put("/add_key/{key:(?s:.*)}")

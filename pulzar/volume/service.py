@@ -60,14 +60,9 @@ _WRITE_BATCH = 1024 * 1024
 
 
 def stored_content_type(given: str | None) -> str:
-    """Content-Type as given, except curl's default for --data-binary (served as bytes); 400
-    when it is not UTF-8 (aiohttp keeps the bytes it cannot decode as lone surrogates)."""
+    """Content-Type as given, except curl's default for --data-binary (served as bytes)."""
     if not given or given.split(";", 1)[0].strip().lower() == _FORM:
         return "application/octet-stream"
-    try:
-        given.encode("utf-8")
-    except UnicodeEncodeError:
-        raise BadRequest("Content-Type is not valid UTF-8") from None
     return given
 
 
