@@ -42,11 +42,15 @@ class GroupCommitter:
         env: lmdb.Environment,
         name: str,
         after_batch: Callable[[], None] | None = None,
+        before_commit: Callable[[lmdb.Transaction], None] | None = None,
     ) -> None:
-        """`after_batch` runs in the writer thread after each batch (committed or failed),
-        before any caller of that batch resumes."""
+        """`before_commit` runs in each batch's transaction after its ops (what they changed
+        in common is written once a batch; if it raises, the batch fails); `after_batch` runs
+        in the writer thread after each batch (committed or failed), before any caller of that
+        batch resumes."""
         self._env = env
         self._after_batch = after_batch
+        self._before_commit = before_commit
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name=f"{name}-writer", daemon=True)
         self._closed = False
@@ -127,6 +131,8 @@ class GroupCommitter:
                         outcomes.append((True, op(txn)))
                     except Exception as exc:
                         outcomes.append((False, exc))
+                if self._before_commit is not None:
+                    self._before_commit(txn)
         except BaseException as exc:
             log.error("write batch of %d failed: %s", len(batch), exc)
             error = storage_error(exc)

@@ -1,80 +1,132 @@
-"""An upload's temp file as it is being written, read by the replicas while the upload goes on.
+"""An upload's bytes handed to its replicas while it arrives, from memory.
 
-A large value is copied to its replicas while it arrives, not after it has arrived: the
-primary writes the body to its temp file in batches, and each replica's request body follows
-the file (`UploadFeed.chunks`). A 1 GiB upload then takes about the time of one copy instead of
-two in a row. The file is opened once, when the upload starts writing it, so its rename into
-place does not disturb the readers; `close` is called once every reader is done.
+A large value is copied to its replicas while it arrives, not after it has arrived: as the
+primary hands each batch of the body to its temp file, it puts the same chunks in the feed, and
+each replica's request body follows the feed (`UploadFeed.reader`). A 1 GiB upload then takes
+about the time of one copy instead of two in a row, and the bytes go to a replica without being
+read back from the file.
+
+Memory stays bounded: the feed keeps a chunk until every reader has taken it, and the upload
+waits (`room`) while more than `window` bytes are kept, so it goes at the pace of the slowest
+replica (its write is not done before that replica's copy is anyway).
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
-from collections.abc import AsyncIterator
-from pathlib import Path
+from collections import deque
+from collections.abc import AsyncIterator, Iterable
 
-_CHUNK = 1024 * 1024
+#: The bytes the readers may lag behind the upload before it waits for them.
+WINDOW = 8 * 1024 * 1024
 
 
 class UploadFeed:
-    def __init__(self) -> None:
-        self._fd: int | None = None
-        self._size = 0
+    def __init__(self, window: int = WINDOW) -> None:
+        self._window = window
+        #: Chunks not yet taken by every reader; `_first` is the index of the leftmost one
+        #: among all the chunks of the upload.
+        self._chunks: deque[bytes] = deque()
+        self._first = 0
+        self._kept = 0
+        #: Each reader's next chunk index; None once it has stopped reading.
+        self._positions: list[int | None] = []
         self._done = False
         self._failed = False
         self._waiters: list[asyncio.Future[None]] = []
 
-    # -- the writer's side (the upload) ----------------------------------------------------
+    # -- the upload's side -----------------------------------------------------------------
 
-    def start(self, path: Path) -> None:
-        """The upload's temp file exists (nothing of it is readable yet)."""
-        self._fd = os.open(path, os.O_RDONLY)
-
-    def advance(self, size: int) -> None:
-        """The first `size` bytes are in the file."""
-        self._size = size
+    def put(self, chunks: Iterable[bytes]) -> None:
+        """The next bytes of the body (the ones being written to the temp file)."""
+        for chunk in chunks:
+            self._chunks.append(chunk)
+            self._kept += len(chunk)
+        self._trim()
         self._wake()
 
+    async def room(self) -> None:
+        """Wait while the readers lag more than the window behind (or until the feed fails)."""
+        while self._kept > self._window and not self._failed:
+            await self._wait()
+
     def finish(self) -> None:
-        """All the bytes are in the file."""
+        """All the bytes are in."""
         self._done = True
         self._wake()
 
     def fail(self) -> None:
         """The upload failed: the readers stop with an error (their copies are not stored)."""
         self._failed = True
+        self._chunks.clear()
+        self._kept = 0
         self._wake()
 
-    def close(self) -> None:
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
+    # -- the readers' side (a replica's request body each) ----------------------------------
 
-    # -- a reader's side (a replica's request body) -----------------------------------------
+    def reader(self) -> FeedReader:
+        """A reader from the first byte; register them all before the first `put`."""
+        self._positions.append(self._first)
+        return FeedReader(self, len(self._positions) - 1)
 
-    async def chunks(self) -> AsyncIterator[bytes]:
-        offset = 0
-        while True:
-            if self._failed:
-                raise OSError("the upload being copied failed")
-            if offset < self._size:
-                assert self._fd is not None
-                count = min(self._size - offset, _CHUNK)
-                chunk = await asyncio.to_thread(os.pread, self._fd, count, offset)
-                if not chunk:
-                    raise OSError("the upload's file is shorter than what was written")
-                offset += len(chunk)
-                yield chunk
-            elif self._done:
-                return
-            else:
-                waiter = asyncio.get_running_loop().create_future()
-                self._waiters.append(waiter)
-                await waiter
+    async def _chunks_of(self, slot: int) -> AsyncIterator[bytes]:
+        try:
+            while True:
+                if self._failed:
+                    raise OSError("the upload being copied failed")
+                index = self._positions[slot]
+                if index is None:
+                    return
+                if index < self._first + len(self._chunks):
+                    chunk = self._chunks[index - self._first]
+                    self._positions[slot] = index + 1
+                    self._trim()
+                    yield chunk
+                elif self._done:
+                    return
+                else:
+                    await self._wait()
+        finally:
+            self._leave(slot)
+
+    def _leave(self, slot: int) -> None:
+        if self._positions[slot] is not None:
+            self._positions[slot] = None
+            self._trim()
+
+    def _trim(self) -> None:
+        """Drop the chunks every reader has taken; wake the upload when it has room again."""
+        live = [index for index in self._positions if index is not None]
+        low = min(live, default=self._first + len(self._chunks))
+        before = self._kept
+        while self._first < low and self._chunks:
+            self._kept -= len(self._chunks.popleft())
+            self._first += 1
+        if before > self._window >= self._kept:
+            self._wake()
+
+    async def _wait(self) -> None:
+        waiter = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        await waiter
 
     def _wake(self) -> None:
         waiters, self._waiters = self._waiters, []
         for waiter in waiters:
             if not waiter.done():
                 waiter.set_result(None)
+
+
+class FeedReader:
+    """One replica's way through the feed: `chunks` for its request body, `close` when its
+    request is over, whatever its outcome (the feed then keeps nothing for it)."""
+
+    def __init__(self, feed: UploadFeed, slot: int) -> None:
+        self._feed = feed
+        self._slot = slot
+
+    def chunks(self) -> AsyncIterator[bytes]:
+        return self._feed._chunks_of(self._slot)
+
+    def close(self) -> None:
+        self._feed._leave(self._slot)

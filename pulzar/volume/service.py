@@ -49,7 +49,7 @@ from pulzar.storage.lmdbenv import storage_error
 from pulzar.storage.records import ValueMeta
 from pulzar.storage.values import BlobWriter, StoredValue, ValueStore
 from pulzar.volume.batching import Coalescer, ReplicaEntry, pack_replicas, replicas_per_batch
-from pulzar.volume.feed import UploadFeed
+from pulzar.volume.feed import FeedReader, UploadFeed
 from pulzar.volume.peers import PeerLinks
 
 log = logging.getLogger(__name__)
@@ -293,7 +293,10 @@ class VolumeService:
             if isinstance(upload.stream, BodyBytes):
                 return upload.stream.take(), None
             return await _within(stall, upload.stream.read()), None
-        buffer = bytearray()
+        # The body so far (before the temp file), then the batch to write next: its chunks
+        # as they came, written with one system call and not joined first.
+        chunks: list[bytes] = []
+        pending = 0
         blob: BlobWriter | None = None
         # The batch being written (and hashed) in a thread while the next one is read.
         writing: asyncio.Future[None] | None = None
@@ -302,30 +305,32 @@ class VolumeService:
             while chunk := await _within(stall, upload.stream.readany()):
                 total += len(chunk)
                 self._check_size(total)
-                buffer += chunk
-                if blob is None and len(buffer) > inline_max:
+                chunks.append(chunk)
+                pending += len(chunk)
+                if blob is None and pending > inline_max:
                     blob = self.store.new_blob()
-                    if feed is not None:
-                        feed.start(blob.path)
-                if blob is not None and len(buffer) >= _WRITE_BATCH:
+                if blob is not None and pending >= _WRITE_BATCH:
                     if writing is not None:
                         await writing
-                        if feed is not None:
-                            feed.advance(written)
                     self.store.ensure_room(total, written=written)
-                    writing = asyncio.ensure_future(asyncio.to_thread(blob.write, buffer))
-                    written += len(buffer)
-                    buffer = bytearray()
+                    if feed is not None:
+                        feed.put(chunks)
+                    writing = asyncio.ensure_future(asyncio.to_thread(blob.write, *chunks))
+                    written += pending
+                    chunks, pending = [], 0
+                    if feed is not None:
+                        await feed.room()
             if writing is not None:
                 await writing
             # A body of unknown length is checked as it comes, and in full at its end.
             self.store.ensure_room(total, written=written)
             if blob is None:
-                return bytes(buffer), None
-            if buffer:
-                await asyncio.to_thread(blob.write, buffer)
+                return b"".join(chunks), None
+            if chunks:
+                if feed is not None:
+                    feed.put(chunks)
+                await asyncio.to_thread(blob.write, *chunks)
             if feed is not None:
-                feed.advance(total)
                 feed.finish()
             return None, blob
         except BaseException as exc:
@@ -371,12 +376,11 @@ class VolumeService:
                         raise
                 finally:
                     if feed is not None:
-                        # The streamed copies read the feed's file: end them before closing it.
+                        # The streamed copies are over by now, or they are cut short.
                         feed.fail()
                         for stream in streams:
                             stream.cancel()
                         await asyncio.wait(streams)
-                        feed.close()
             try:
                 applied = await self._commit(meta, held, ticket.copies, ticket.condition)
             except Unavailable:
@@ -410,7 +414,9 @@ class VolumeService:
         feed = UploadFeed()
         streams = [
             asyncio.ensure_future(
-                self._stream_replica(url, ticket, feed, upload, modified=now, expires=expires)
+                self._stream_replica(
+                    url, ticket, feed.reader(), upload, modified=now, expires=expires
+                )
             )
             for url in targets
         ]
@@ -420,7 +426,7 @@ class VolumeService:
         self,
         url: str,
         ticket: WriteTicket,
-        feed: UploadFeed,
+        reader: FeedReader,
         upload: Upload,
         *,
         modified: float,
@@ -430,10 +436,13 @@ class VolumeService:
         headers = signed_headers(self.secret, "PUT", path)
         headers["Content-Type"] = stored_content_type(upload.content_type)
         headers["Content-Length"] = str(upload.length)
-        async with self.client().put(
-            url + path, data=feed.chunks(), headers=headers, timeout=self._replica_timeout()
-        ) as resp:
-            return resp.status == 200
+        try:
+            async with self.client().put(
+                url + path, data=reader.chunks(), headers=headers, timeout=self._replica_timeout()
+            ) as resp:
+                return resp.status == 200
+        finally:
+            reader.close()
 
     async def _store_and_copy(
         self,

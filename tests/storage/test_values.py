@@ -160,6 +160,19 @@ async def test_values_stored_together_are_each_pending_with_their_bytes(store):
     assert store.used_bytes == sum(len(d) for _, d, _ in values)
 
 
+async def test_space_in_use_written_once_a_batch_survives_reopen(tmp_path):
+    s = ValueStore(tmp_path / "v", map_size_gb=1)
+    values = [(meta(f"/m{i}", i, b"x" * i * 10), b"x" * i * 10, NOW) for i in range(1, 5)]
+    await s.put_many(values)
+    await s.discard("/m2", 2)
+    s.close()
+    s = ValueStore(tmp_path / "v", map_size_gb=1)
+    try:
+        assert s.used_bytes == 10 + 30 + 40
+    finally:
+        s.close()
+
+
 async def test_a_finalized_version_reads_as_committed_while_its_batch_is_being_written(store):
     """The finalize runs inside a write batch; until that batch is durable the version must
     still read as committed (it was acknowledged), not as pending."""
