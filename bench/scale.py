@@ -10,10 +10,12 @@ for `GET /get_key` by wrk: one connection for the latency p50, 64 for the throug
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import os
 import random
 import shutil
+import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -35,6 +37,8 @@ NODES = ("5ca1eb0000000001", "5ca1eb0000000002")
 SAMPLE = 10_000
 BYTES_PER_KEY = 250
 LATENCY_RATIO = 1.2
+#: Turns each index takes at being measured (see `measure`).
+ROUNDS = 3
 
 
 def key_of(i: int) -> str:
@@ -92,49 +96,86 @@ def _master(cluster: Cluster) -> psutil.Process | None:
 
 
 def measure(
-    root: Path, keys: int, seconds: float, console: Console, env: dict[str, str] | None = None
-) -> dict[str, Any]:
-    """Start the cluster on `root`, measure the master's 307 over a sample of the keys."""
-    rng = random.Random(keys)
-    sample = [f"/get_key{key_of(rng.randrange(keys))}" for _ in range(min(SAMPLE, keys))]
-    with local_cluster(volumes=2, data_dir=root, env=env) as cluster:
-        master = _master(cluster)
-        assert master is not None
-        # Warm up (page cache, connections), then latency with one connection, then load.
-        wrk.run_wrk(cluster.url, sample, seconds=2, connections=8)
-        cpu0 = sum(master.cpu_times()[:2])
-        t0 = time.perf_counter()
-        one = wrk.run_wrk(cluster.url, sample, seconds=seconds, connections=1, threads=1)
-        many = wrk.run_wrk(cluster.url, sample, seconds=seconds)
-        busy = (sum(master.cpu_times()[:2]) - cpu0) / (time.perf_counter() - t0)
-        mem = master.memory_info()
-        # (Generous timeouts: a master busy with a pass over the whole index answers late.)
-        status = httpx.get(f"{cluster.url}/admin/status", timeout=60).json()["data"]
-        health = httpx.get(f"{cluster.url}/health", timeout=60).json()["data"]
-    data = root / "master" / "index" / "data.mdb"
-    result = {
-        "keys": keys,
-        "p50_ms": one.p50_ms,
-        "p99_ms": one.p99_ms,
-        "single_rps": one.rps,
-        "rps_64": many.rps,
-        "p50_64_ms": many.p50_ms,
-        "errors": one.errors + many.errors,
-        "master_rss_mb": mem.rss / 1024**2,
-        "master_anon_mb": (mem.rss - getattr(mem, "shared", 0)) / 1024**2,
-        "master_cpu_busy": busy,
-        "file_bytes": data.stat().st_size,
-        "entries": status["entries"],
-        "depth": status["depth"],
-        "leaf_bytes": (status["leaf_pages"] + status["branch_pages"]) * status["psize"],
-        "live_volumes_after": health["live_volumes"],
-    }
-    console.log(
-        f"{keys:,} keys{' ' + str(env) if env else ''}: p50 {one.p50_ms:.3f} ms (1 conn), "
-        f"{many.rps:,.0f} req/s (64 conn), "
-        f"master RSS {result['master_rss_mb']:.0f} MB, index {result['file_bytes'] / 1e6:,.0f} MB"
-    )
-    return result
+    sides: list[tuple[Path, int]],
+    seconds: float,
+    console: Console,
+    env: dict[str, str] | None = None,
+    rounds: int = 1,
+) -> list[dict[str, Any]]:
+    """Start a cluster on each directory of `sides` (with the number of keys it holds), then
+    measure each master's 307 over a sample of its keys: one connection for the latency, 64
+    for the throughput, the sides taking turns `rounds` times (the medians are kept), so that
+    a busy minute of the machine does not fall on one side only."""
+    with contextlib.ExitStack() as stack:
+        clusters = [
+            stack.enter_context(local_cluster(volumes=2, data_dir=root, env=env))
+            for root, _ in sides
+        ]
+        masters = [_master(cluster) for cluster in clusters]
+        samples = []
+        for (_, keys), cluster in zip(sides, clusters, strict=True):
+            rng = random.Random(keys)
+            samples.append([f"/get_key{key_of(rng.randrange(keys))}" for _ in range(SAMPLE)])
+            # Warm up (page cache, connections).
+            wrk.run_wrk(cluster.url, samples[-1], seconds=2, connections=8)
+        runs: list[list[tuple[wrk.WrkResult, wrk.WrkResult]]] = [[] for _ in sides]
+        cpu = [0.0] * len(sides)
+        took = [0.0] * len(sides)
+        for _ in range(rounds):
+            for i, cluster in enumerate(clusters):
+                master = masters[i]
+                assert master is not None
+                cpu0, t0 = sum(master.cpu_times()[:2]), time.perf_counter()
+                one = wrk.run_wrk(
+                    cluster.url, samples[i], seconds=seconds / rounds, connections=1, threads=1
+                )
+                many = wrk.run_wrk(cluster.url, samples[i], seconds=seconds / rounds)
+                cpu[i] += sum(master.cpu_times()[:2]) - cpu0
+                took[i] += time.perf_counter() - t0
+                runs[i].append((one, many))
+        results = []
+        for i, ((root, keys), cluster) in enumerate(zip(sides, clusters, strict=True)):
+            master = masters[i]
+            assert master is not None
+            mem = master.memory_info()
+            # (Generous timeouts: a master busy with a pass over the whole index answers late.)
+            status = httpx.get(f"{cluster.url}/admin/status", timeout=60).json()["data"]
+            health = httpx.get(f"{cluster.url}/health", timeout=60).json()["data"]
+            ones, manys = [one for one, _ in runs[i]], [many for _, many in runs[i]]
+            result = {
+                "keys": keys,
+                "p50_ms": statistics.median(r.p50_ms for r in ones),
+                "p99_ms": statistics.median(r.p99_ms for r in ones),
+                "p50_ms_rounds": [r.p50_ms for r in ones],
+                "single_rps": statistics.median(r.rps for r in ones),
+                "rps_64": statistics.median(r.rps for r in manys),
+                "p50_64_ms": statistics.median(r.p50_ms for r in manys),
+                "errors": sum(r.errors for r in ones + manys),
+                "master_rss_mb": mem.rss / 1024**2,
+                "master_anon_mb": (mem.rss - getattr(mem, "shared", 0)) / 1024**2,
+                "master_cpu_busy": cpu[i] / took[i],
+                "file_bytes": (root / "master" / "index" / "data.mdb").stat().st_size,
+                "entries": status["entries"],
+                "depth": status["depth"],
+                "leaf_bytes": (status["leaf_pages"] + status["branch_pages"]) * status["psize"],
+                "live_volumes_after": health["live_volumes"],
+            }
+            console.log(
+                f"{keys:,} keys{' ' + str(env) if env else ''}: p50 {result['p50_ms']:.3f} ms "
+                f"(1 conn, median of {rounds}), {result['rps_64']:,.0f} req/s (64 conn), "
+                f"master RSS {result['master_rss_mb']:.0f} MB, "
+                f"index {result['file_bytes'] / 1e6:,.0f} MB"
+            )
+            results.append(result)
+    return results
+
+
+def _directory(root: Path) -> Path:
+    """A data directory for `pulzar up` whose two volumes have the node ids the records name."""
+    for i, node in enumerate(NODES, 1):
+        (root / f"volume-{i}").mkdir(parents=True)
+        (root / f"volume-{i}" / "node_id").write_text(node + "\n")
+    return root
 
 
 def run(quick: bool, console: Console | None = None) -> tuple[list[Row], dict[str, Any]]:
@@ -147,23 +188,26 @@ def run(quick: bool, console: Console | None = None) -> tuple[list[Row], dict[st
         free = shutil.disk_usage(root).free
         if free < need * 2:
             raise SystemExit(f"scale: needs ~{need * 2 / 1e9:.1f} GB free in {root.parent}")
-        for i, node in enumerate(NODES, 1):
-            (root / f"volume-{i}").mkdir(parents=True)
-            (root / f"volume-{i}" / "node_id").write_text(node + "\n")
-        index_dir = root / "master" / "index"
+        small_root = _directory(root / "small")
+        large_root = _directory(root / "large")
         console.log(f"scale: filling {SMALL:,} keys through Index.restore (not HTTP)")
-        fill(index_dir, 0, SMALL)
-        small = measure(root, SMALL, seconds, console)
+        fill(small_root / "master" / "index", 0, SMALL)
+        shutil.copytree(small_root / "master", large_root / "master")
         console.log(
             f"scale: filling up to {big:,} keys through Index.restore (not HTTP: too slow), "
             f"{BATCH:,} a transaction"
         )
-        fill_s, bulk_bytes = fill(index_dir, SMALL, big)
+        fill_s, bulk_bytes = fill(large_root / "master" / "index", SMALL, big)
         console.log(f"scale: filled in {fill_s:.0f} s ({big / fill_s:,.0f} keys/s)")
-        large = measure(root, big, seconds, console)
+        # Both indexes are served at once and asked in turns (see `measure`).
+        small, large = measure(
+            [(small_root, SMALL), (large_root, big)], seconds, console, rounds=ROUNDS
+        )
         # The same, with the repair loop idle: its pass over every key (every 5 s by default)
         # is most of what a large index costs the master.
-        quiet = measure(root, big, seconds, console, env={"PULZAR_TIMERS_REPAIR": "3600"})
+        (quiet,) = measure(
+            [(large_root, big)], seconds, console, env={"PULZAR_TIMERS_REPAIR": "3600"}
+        )
     finally:
         shutil.rmtree(root, ignore_errors=True)
     ratio = large["p50_ms"] / small["p50_ms"] if small["p50_ms"] else None
