@@ -8,21 +8,24 @@ read back from the file.
 
 Memory stays bounded: the feed keeps a chunk until every reader has taken it, and the upload
 waits (`room`) while more than `window` bytes are kept, so it goes at the pace of the slowest
-replica (its write is not done before that replica's copy is anyway).
+replica (its write is not done before that replica's copy is anyway). A replica that takes
+nothing for `patience` seconds (stopped, or its disk hung) is given up: its reader's `on_stuck`
+runs (the copy's request is cancelled, and the copy counts as failed), and the upload goes on.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 
 #: The bytes the readers may lag behind the upload before it waits for them.
 WINDOW = 8 * 1024 * 1024
 
 
 class UploadFeed:
-    def __init__(self, window: int = WINDOW) -> None:
+    def __init__(self, patience: float, window: int = WINDOW) -> None:
+        self._patience = patience
         self._window = window
         #: Chunks not yet taken by every reader; `_first` is the index of the leftmost one
         #: among all the chunks of the upload.
@@ -69,7 +72,9 @@ class UploadFeed:
         self._positions.append(self._first)
         return FeedReader(self, len(self._positions) - 1)
 
-    async def _chunks_of(self, slot: int) -> AsyncIterator[bytes]:
+    async def _chunks_of(self, reader: FeedReader) -> AsyncIterator[bytes]:
+        slot = reader.slot
+        loop = asyncio.get_running_loop()
         try:
             while True:
                 if self._failed:
@@ -81,7 +86,13 @@ class UploadFeed:
                     chunk = self._chunks[index - self._first]
                     self._positions[slot] = index + 1
                     self._trim()
-                    yield chunk
+                    # The request comes back for the next chunk once this one is sent: if it
+                    # does not within `patience`, the replica is taking nothing.
+                    stuck = loop.call_later(self._patience, reader.stuck)
+                    try:
+                        yield chunk
+                    finally:
+                        stuck.cancel()
                 elif self._done:
                     return
                 else:
@@ -119,14 +130,21 @@ class UploadFeed:
 
 class FeedReader:
     """One replica's way through the feed: `chunks` for its request body, `close` when its
-    request is over, whatever its outcome (the feed then keeps nothing for it)."""
+    request is over, whatever its outcome (the feed then keeps nothing for it); `on_stuck`
+    runs if the request stops taking chunks for the feed's `patience`."""
 
     def __init__(self, feed: UploadFeed, slot: int) -> None:
         self._feed = feed
-        self._slot = slot
+        self.slot = slot
+        self.on_stuck: Callable[[], object] | None = None
 
     def chunks(self) -> AsyncIterator[bytes]:
-        return self._feed._chunks_of(self._slot)
+        return self._feed._chunks_of(self)
+
+    def stuck(self) -> None:
+        self.close()
+        if self.on_stuck is not None:
+            self.on_stuck()
 
     def close(self) -> None:
-        self._feed._leave(self._slot)
+        self._feed._leave(self.slot)

@@ -411,15 +411,16 @@ class VolumeService:
             return None, []
         self._check_size(upload.length)
         self.store.ensure_room(upload.length)
-        feed = UploadFeed()
-        streams = [
-            asyncio.ensure_future(
-                self._stream_replica(
-                    url, ticket, feed.reader(), upload, modified=now, expires=expires
-                )
+        feed = UploadFeed(patience=self.config.timers.replica_timeout)
+        streams = []
+        for url in targets:
+            reader = feed.reader()
+            stream = asyncio.ensure_future(
+                self._stream_replica(url, ticket, reader, upload, modified=now, expires=expires)
             )
-            for url in targets
-        ]
+            # A replica that takes nothing for a while holds the upload no longer.
+            reader.on_stuck = stream.cancel
+            streams.append(stream)
         return feed, streams
 
     async def _stream_replica(
@@ -543,12 +544,16 @@ class VolumeService:
         async def place_one(streamed: asyncio.Task[bool] | None) -> None:
             if streamed is not None:
                 node_id, url = spares.pop(0)
-                try:
-                    if await streamed:
-                        held.append(node_id)
-                        return
-                except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-                    log.info("copy of %s to %s failed: %s", meta.key, url, exc)
+                await asyncio.wait([streamed])
+                if streamed.cancelled():
+                    log.info("copy of %s to %s given up: the replica took nothing", meta.key, url)
+                else:
+                    try:
+                        if streamed.result():
+                            held.append(node_id)
+                            return
+                    except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+                        log.info("copy of %s to %s failed: %s", meta.key, url, exc)
             while spares:
                 node_id, url = spares.pop(0)
                 try:

@@ -7,9 +7,16 @@ without taking the body, so that the gigabyte crosses the network once, to the v
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import json
 import os
+import signal
 import time
+from collections.abc import Iterator
+from urllib.parse import parse_qs, urlsplit
+
+import httpx
 
 from pulzar.client import Client
 
@@ -86,3 +93,43 @@ def test_a_1_gib_value_goes_up_and_down_through_the_redirect_in_bounded_memory(
         assert cluster.http.delete(cluster.url("delete_key", "/big/one-gib.bin")).status_code == 200
     finally:
         source.unlink(missing_ok=True)
+
+
+def test_a_large_upload_whose_replica_hangs_goes_to_a_spare_instead_of_waiting(cluster_factory):
+    """The body streams to the replica while it arrives; a replica that stops taking it (here
+    SIGSTOP, as a hung disk would) is given up after the replica timeout, and the copy goes to
+    the spare the ticket names."""
+    cluster = cluster_factory(
+        volumes=3,
+        # The stopped volume must still be a live candidate when the ticket is made.
+        settings={"PULZAR_TIMERS_REPLICA_TIMEOUT": "1", "PULZAR_TIMERS_DEAD_AFTER": "30"},
+    )
+    key, size = "/big/replica-hangs", 48 * CHUNK
+    data = os.urandom(size)
+    # Where the master would redirect the PUT (`get_node` gives the same URL and ticket).
+    planned = cluster.http.get(cluster.url("get_node", key), params={"size": size})
+    location = planned.json()["data"]["node"]
+    token = parse_qs(urlsplit(location).query)["t"][0].split(".")[0]
+    urls = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))["u"]
+    by_url = {volume.url: volume for volume in cluster.volumes}
+    primary, replica, spare = (by_url[url] for url in urls[:3])
+
+    def body() -> Iterator[bytes]:
+        for offset in range(0, size, CHUNK):
+            if offset == 4 * CHUNK:
+                replica.proc.send(signal.SIGSTOP)
+            yield data[offset : offset + CHUNK]
+
+    try:
+        started = time.monotonic()
+        response = httpx.put(
+            location, content=body(), headers={"Content-Length": str(size)}, timeout=60
+        )
+        took = time.monotonic() - started
+    finally:
+        replica.proc.send(signal.SIGCONT)
+    assert response.status_code == 201, response.text
+    assert took < 20
+    holders = sorted(r["id"] for r in cluster.stat(key)["replicas"])
+    assert holders == sorted([primary.node_id, spare.node_id])
+    assert cluster.get(key).content == data

@@ -1,6 +1,6 @@
 """An upload's bytes handed to its replicas from memory: every reader gets every byte in order,
-the upload waits while a reader lags more than the window, a reader that stops holds nothing
-back, and a failed upload stops the readers with an error."""
+the upload waits while a reader lags more than the window, a reader that stops (or hangs for
+its patience) holds nothing back, and a failed upload stops the readers with an error."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ async def read_all(reader: FeedReader) -> bytes:
 
 
 async def test_every_reader_gets_every_byte_in_order() -> None:
-    feed = UploadFeed(window=100)
+    feed = UploadFeed(patience=5, window=100)
     readers = [asyncio.ensure_future(read_all(feed.reader())) for _ in range(2)]
     sent = [bytes([i]) * 30 for i in range(10)]
     for i in range(0, 10, 2):
@@ -30,7 +30,7 @@ async def test_every_reader_gets_every_byte_in_order() -> None:
 
 
 async def test_the_upload_waits_while_a_reader_lags_more_than_the_window() -> None:
-    feed = UploadFeed(window=100)
+    feed = UploadFeed(patience=5, window=100)
     reader = feed.reader()
     chunks = reader.chunks()
     feed.put([b"a" * 80, b"b" * 80])
@@ -44,7 +44,7 @@ async def test_the_upload_waits_while_a_reader_lags_more_than_the_window() -> No
 
 
 async def test_a_reader_that_stops_holds_the_upload_back_no_more() -> None:
-    feed = UploadFeed(window=100)
+    feed = UploadFeed(patience=5, window=100)
     stopped, going = feed.reader(), feed.reader()
     rest = asyncio.ensure_future(read_all(going))
     feed.put([b"x" * 150])
@@ -57,8 +57,22 @@ async def test_a_reader_that_stops_holds_the_upload_back_no_more() -> None:
     assert await rest == b"x" * 150
 
 
+async def test_a_reader_that_takes_nothing_for_its_patience_is_given_up() -> None:
+    feed = UploadFeed(patience=0.1, window=100)
+    reader = feed.reader()
+    given_up = asyncio.Event()
+    reader.on_stuck = given_up.set
+    chunks = reader.chunks()
+    feed.put([b"a" * 80, b"b" * 80])
+    assert await anext(chunks) == b"a" * 80  # and then the request sending it hangs
+    waiting = asyncio.ensure_future(feed.room())
+    await asyncio.wait_for(given_up.wait(), 2)
+    await asyncio.wait_for(waiting, 1)  # the upload goes on without it
+    await chunks.aclose()
+
+
 async def test_a_failed_upload_stops_its_readers_with_an_error() -> None:
-    feed = UploadFeed(window=100)
+    feed = UploadFeed(patience=5, window=100)
     reading = asyncio.ensure_future(read_all(feed.reader()))
     feed.put([b"x" * 10])
     await asyncio.sleep(0.01)
