@@ -41,13 +41,13 @@ class GroupCommitter:
         self,
         env: lmdb.Environment,
         name: str,
-        after_batch: Callable[[], None] | None = None,
+        after_batch: Callable[[bool], None] | None = None,
         before_commit: Callable[[lmdb.Transaction], None] | None = None,
     ) -> None:
         """`before_commit` runs in each batch's transaction after its ops (what they changed
         in common is written once a batch; if it raises, the batch fails); `after_batch` runs
         in the writer thread after each batch (committed or failed), before any caller of that
-        batch resumes."""
+        batch resumes, told whether the batch committed."""
         self._env = env
         self._after_batch = after_batch
         self._before_commit = before_commit
@@ -124,6 +124,7 @@ class GroupCommitter:
 
     def _commit(self, batch: list[_Item]) -> None:
         outcomes: list[tuple[bool, Any]] = []
+        committed = False
         try:
             with self._env.begin(write=True) as txn:
                 for op, _, _ in batch:
@@ -133,13 +134,14 @@ class GroupCommitter:
                         outcomes.append((False, exc))
                 if self._before_commit is not None:
                     self._before_commit(txn)
+            committed = True
         except BaseException as exc:
             log.error("write batch of %d failed: %s", len(batch), exc)
             error = storage_error(exc)
             outcomes = [(False, error)] * len(batch)
         if self._after_batch is not None:
             try:
-                self._after_batch()
+                self._after_batch(committed)
             except Exception:
                 log.exception("after-batch hook failed")
         self._deliver(batch, outcomes)

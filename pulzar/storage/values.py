@@ -134,12 +134,14 @@ class BlobWriter:
         """Append `chunks` (one system call for all of them, unless the disk takes less)."""
         assert self._fd is not None
         left = [memoryview(chunk) for chunk in chunks if chunk]
-        while left:
-            written = os.writev(self._fd, left[:_IOV_MAX])
-            while left and written >= len(left[0]):
-                written -= len(left.pop(0))
+        first = 0
+        while first < len(left):
+            written = os.writev(self._fd, left[first : first + _IOV_MAX])
+            while first < len(left) and written >= len(left[first]):
+                written -= len(left[first])
+                first += 1
             if written:
-                left[0] = left[0][written:]
+                left[first] = left[first][written:]
         start = self.size
         for chunk in chunks:
             self._hash.update(chunk)
@@ -197,8 +199,10 @@ class ValueStore:
         with self.env.begin(db=self._meta) as txn:
             raw = txn.get(_USED)
         self.used_bytes = int(raw) if raw else 0
-        #: Whether the write batch in progress changed `used_bytes` (writer thread only).
+        #: Whether the write batch in progress changed `used_bytes`, and the count as of the
+        #: last committed batch (writer thread only).
         self._used_changed = False
+        self._used_committed = self.used_bytes
         self._hot: HotValues[StoredValue] = HotValues(cache_bytes, _HOT_MAX_VALUE)
         #: Versions dropped or rewritten by the write batch in progress (writer thread only).
         self._changed: list[tuple[str, int]] = []
@@ -449,11 +453,16 @@ class ValueStore:
 
         return op
 
-    def _after_batch(self) -> None:
+    def _after_batch(self, committed: bool) -> None:
         """Runs in the writer thread after each batch: forget the cached copies of versions
         the batch dropped or rewrote (before anyone waiting for the batch resumes), and the
         finalizes it made (committed, or lost with a failed batch: then the version reads as
-        pending again, to be settled with the master)."""
+        pending again, to be settled with the master); the bytes in use go back to the last
+        committed count when the batch failed."""
+        if committed:
+            self._used_committed = self.used_bytes
+        else:
+            self.used_bytes, self._used_changed = self._used_committed, False
         if self._changed:
             changed, self._changed = self._changed, []
             self._hot.forget(changed)

@@ -34,6 +34,7 @@ class UploadFeed:
         self._kept = 0
         #: Each reader's next chunk index; None once it has stopped reading.
         self._positions: list[int | None] = []
+        self._readers: list[FeedReader] = []
         self._done = False
         self._failed = False
         self._waiters: list[asyncio.Future[None]] = []
@@ -49,9 +50,19 @@ class UploadFeed:
         self._wake()
 
     async def room(self) -> None:
-        """Wait while the readers lag more than the window behind (or until the feed fails)."""
+        """Wait while the readers lag more than the window behind (or until the feed fails).
+        Readers at the rear that take nothing for `patience` (their request stuck, or not even
+        sending yet: waiting for a connection) are given up."""
         while self._kept > self._window and not self._failed:
-            await self._wait()
+            rear = self._first
+            try:
+                async with asyncio.timeout(self._patience):
+                    while self._kept > self._window and not self._failed and self._first == rear:
+                        await self._wait()
+            except TimeoutError:
+                for reader in self._readers:
+                    if self._positions[reader.slot] == rear:
+                        reader.stuck()
 
     def finish(self) -> None:
         """All the bytes are in."""
@@ -70,7 +81,9 @@ class UploadFeed:
     def reader(self) -> FeedReader:
         """A reader from the first byte; register them all before the first `put`."""
         self._positions.append(self._first)
-        return FeedReader(self, len(self._positions) - 1)
+        reader = FeedReader(self, len(self._positions) - 1)
+        self._readers.append(reader)
+        return reader
 
     async def _chunks_of(self, reader: FeedReader) -> AsyncIterator[bytes]:
         slot = reader.slot

@@ -57,6 +57,11 @@ log = logging.getLogger(__name__)
 _FORM = "application/x-www-form-urlencoded"
 # Bytes gathered before a disk write is handed to a thread (hashing releases the GIL there).
 _WRITE_BATCH = 1024 * 1024
+#: At most this many reads go into a batch as they are; more are joined (see `_read_body`).
+_MAX_PARTS = 1024
+#: A slow upload's bytes go to its replicas at least this often, batch or no batch (seconds;
+#: more often with a body timeout under 4 s, since a replica waits that long for bytes).
+_FEED_EVERY = 1.0
 
 
 def stored_content_type(given: str | None) -> str:
@@ -294,19 +299,28 @@ class VolumeService:
                 return upload.stream.take(), None
             return await _within(stall, upload.stream.read()), None
         # The body so far (before the temp file), then the batch to write next: its chunks
-        # as they came, written with one system call and not joined first.
+        # as they came, written with one system call and not joined first; the first `fed`
+        # of them are in the feed already, the last `loose` are as they were read.
         chunks: list[bytes] = []
-        pending = 0
+        pending = fed = loose = 0
         blob: BlobWriter | None = None
         # The batch being written (and hashed) in a thread while the next one is read.
         writing: asyncio.Future[None] | None = None
         total = written = 0
+        loop = asyncio.get_running_loop()
+        fed_at, feed_every = loop.time(), min(_FEED_EVERY, stall / 4)
         try:
             while chunk := await _within(stall, upload.stream.readany()):
                 total += len(chunk)
                 self._check_size(total)
                 chunks.append(chunk)
                 pending += len(chunk)
+                loose += 1
+                if loose >= _MAX_PARTS:
+                    # Many small reads (a client sending small pieces): one part of them, so
+                    # that the parts stay few, for `writev` and in the feed's window.
+                    chunks[-loose:] = [b"".join(chunks[-loose:])]
+                    loose = 0
                 if blob is None and pending > inline_max:
                     blob = self.store.new_blob()
                 if blob is not None and pending >= _WRITE_BATCH:
@@ -314,12 +328,17 @@ class VolumeService:
                         await writing
                     self.store.ensure_room(total, written=written)
                     if feed is not None:
-                        feed.put(chunks)
+                        feed.put(chunks[fed:])
                     writing = asyncio.ensure_future(asyncio.to_thread(blob.write, *chunks))
                     written += pending
-                    chunks, pending = [], 0
+                    chunks, pending, fed, loose, fed_at = [], 0, 0, 0, loop.time()
                     if feed is not None:
                         await feed.room()
+                elif feed is not None and loop.time() - fed_at >= feed_every:
+                    # A slow client: the replicas get what came so far, not only whole batches
+                    # (they would wait past their own body timeout for a batch).
+                    feed.put(chunks[fed:])
+                    fed, loose, fed_at = len(chunks), 0, loop.time()
             if writing is not None:
                 await writing
             # A body of unknown length is checked as it comes, and in full at its end.
@@ -328,7 +347,7 @@ class VolumeService:
                 return b"".join(chunks), None
             if chunks:
                 if feed is not None:
-                    feed.put(chunks)
+                    feed.put(chunks[fed:])
                 await asyncio.to_thread(blob.write, *chunks)
             if feed is not None:
                 feed.finish()
@@ -585,9 +604,10 @@ class VolumeService:
         )
 
     def _replica_timeout(self) -> aiohttp.ClientTimeout:
-        return aiohttp.ClientTimeout(
-            total=None, sock_connect=5, sock_read=self.config.timers.replica_timeout
-        )
+        """A copy gives up when it cannot get a connection (a free one of the pool included),
+        or gets no answer, within `[timers] replica_timeout`."""
+        wait = self.config.timers.replica_timeout
+        return aiohttp.ClientTimeout(total=None, connect=wait, sock_connect=5, sock_read=wait)
 
     async def _send_replica(
         self, url: str, ticket: WriteTicket, meta: ValueMeta, data: bytes | None = None

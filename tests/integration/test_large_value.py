@@ -133,3 +133,25 @@ def test_a_large_upload_whose_replica_hangs_goes_to_a_spare_instead_of_waiting(c
     holders = sorted(r["id"] for r in cluster.stat(key)["replicas"])
     assert holders == sorted([primary.node_id, spare.node_id])
     assert cluster.get(key).content == data
+
+
+def test_a_slow_upload_reaches_its_replica_before_the_replica_stops_waiting(cluster_factory):
+    """A client slower than a batch per body timeout (but never silent that long) still gets
+    both copies: the replica is sent what came so far, not only whole batches."""
+    cluster = cluster_factory(volumes=2, settings={"PULZAR_SERVER_BODY_TIMEOUT": "1"})
+    key, piece, pieces = "/big/slow", 256 * 1024, 12
+    data = os.urandom(piece * pieces)
+    planned = cluster.http.get(cluster.url("get_node", key), params={"size": len(data)})
+    location = planned.json()["data"]["node"]
+
+    def body() -> Iterator[bytes]:
+        for i in range(pieces):
+            time.sleep(0.4)  # the client's pace: 640 KiB/s, a 1 MiB batch every 1.6 s
+            yield data[i * piece : (i + 1) * piece]
+
+    response = httpx.put(
+        location, content=body(), headers={"Content-Length": str(len(data))}, timeout=30
+    )
+    assert response.status_code == 201, response.text
+    assert len(cluster.stat(key)["replicas"]) == 2
+    assert cluster.get(key).content == data

@@ -173,6 +173,41 @@ async def test_space_in_use_written_once_a_batch_survives_reopen(tmp_path):
         s.close()
 
 
+async def test_a_failed_write_batch_leaves_the_space_in_use_as_stored(tmp_path):
+    import asyncio
+    import threading
+
+    s = ValueStore(tmp_path / "v", map_size_gb=1)
+    try:
+        await s.put(meta("/a", 1, b"a" * 100), b"a" * 100)
+        ran, release = threading.Event(), threading.Event()
+
+        def hold(txn):  # keeps the writer busy while the next batch gathers
+            ran.set()
+            release.wait(5)
+
+        held = asyncio.ensure_future(s._writer.write(hold))
+        assert await asyncio.to_thread(ran.wait, 5)
+        put = s.put_soon(meta("/b", 1, b"b" * 50), b"b" * 50, NOW)
+
+        def fail(txn):  # an error that fails the whole batch
+            raise SystemExit("the batch fails")
+
+        bad = s._writer.submit(fail)
+        release.set()
+        await held
+        results = await asyncio.gather(put, bad, return_exceptions=True)
+        assert all(isinstance(r, BaseException) for r in results)
+        assert s.used_bytes == 100
+    finally:
+        s.close()
+    s = ValueStore(tmp_path / "v", map_size_gb=1)
+    try:
+        assert s.used_bytes == 100
+    finally:
+        s.close()
+
+
 async def test_a_finalized_version_reads_as_committed_while_its_batch_is_being_written(store):
     """The finalize runs inside a write batch; until that batch is durable the version must
     still read as committed (it was acknowledged), not as pending."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import os
 from pathlib import Path
 
 import pytest
@@ -71,6 +72,21 @@ async def test_a_reader_that_takes_nothing_for_its_patience_is_given_up() -> Non
     await chunks.aclose()
 
 
+async def test_a_reader_that_never_takes_its_first_chunk_is_given_up_by_the_upload() -> None:
+    """Its request may not be sending yet (waiting for a connection): the upload's wait is
+    bounded all the same."""
+    feed = UploadFeed(patience=0.1, window=100)
+    waiting, going = feed.reader(), feed.reader()
+    given_up = asyncio.Event()
+    waiting.on_stuck = given_up.set
+    rest = asyncio.ensure_future(read_all(going))
+    feed.put([b"x" * 150])
+    await asyncio.wait_for(feed.room(), 2)
+    assert given_up.is_set()
+    feed.finish()
+    assert await rest == b"x" * 150
+
+
 async def test_a_failed_upload_stops_its_readers_with_an_error() -> None:
     feed = UploadFeed(patience=5, window=100)
     reading = asyncio.ensure_future(read_all(feed.reader()))
@@ -80,6 +96,26 @@ async def test_a_failed_upload_stops_its_readers_with_an_error() -> None:
     with pytest.raises(OSError, match="failed"):
         await reading
     await asyncio.wait_for(feed.room(), 1)  # nothing waits on a failed feed
+
+
+def test_a_blob_holds_every_chunk_when_the_disk_takes_a_few_bytes_a_call(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = os.writev
+    calls = []
+
+    def short_writev(fd: int, buffers: list[memoryview]) -> int:
+        calls.append(len(buffers))
+        assert len(buffers) <= 1024  # the system's limit on buffers a call
+        return real(fd, [bytes(b"".join(buffers)[:7])])
+
+    monkeypatch.setattr(os, "writev", short_writev)
+    chunks = [bytes([i % 256]) * (i % 5) for i in range(3000)]
+    blob = BlobWriter(tmp_path)
+    blob.write(*chunks)
+    blob.finish()
+    assert blob.path.read_bytes() == b"".join(chunks)
+    assert max(calls) == 1024
 
 
 def test_a_blob_written_in_several_chunks_holds_them_joined_with_their_checksum(
