@@ -199,9 +199,7 @@ class ValueStore:
         with self.env.begin(db=self._meta) as txn:
             raw = txn.get(_USED)
         self.used_bytes = int(raw) if raw else 0
-        #: Whether the write batch in progress changed `used_bytes`, and the count as of the
-        #: last committed batch (writer thread only).
-        self._used_changed = False
+        #: `used_bytes` as of the last committed write batch (writer thread only).
         self._used_committed = self.used_bytes
         self._hot: HotValues[StoredValue] = HotValues(cache_bytes, _HOT_MAX_VALUE)
         #: Versions dropped or rewritten by the write batch in progress (writer thread only).
@@ -358,16 +356,14 @@ class ValueStore:
     def new_blob(self) -> BlobWriter:
         return BlobWriter(self.tmp)
 
-    def _adjust_used(self, txn: lmdb.Transaction, delta: int) -> None:
+    def _adjust_used(self, delta: int) -> None:
         self.used_bytes = max(0, self.used_bytes + delta)
-        self._used_changed = True
 
     def _save_used(self, txn: lmdb.Transaction) -> None:
         """The bytes in use, written once a batch (in its transaction) when its ops changed
         them: one write instead of one per value."""
-        if self._used_changed:
+        if self.used_bytes != self._used_committed:
             txn.put(_USED, str(self.used_bytes).encode(), db=self._meta)
-            self._used_changed = False
 
     def _drop(self, txn: lmdb.Transaction, key: str, version: int) -> None:
         """Remove one version, record and file. Runs inside a write batch."""
@@ -379,7 +375,7 @@ class ValueStore:
         txn.delete(okey, db=self._objects)
         txn.delete(okey, db=self._pending)
         self._changed.append((key, version))
-        self._adjust_used(txn, -stored.meta.size)
+        self._adjust_used(-stored.meta.size)
         if stored.path is not None:
             # The version is gone from the master's view already; if we crash before this
             # batch commits, the record points to a missing file and the next delete or
@@ -444,12 +440,12 @@ class ValueStore:
         def op(txn: lmdb.Transaction) -> None:
             old = txn.get(okey, db=self._objects)
             if old is not None:
-                self._adjust_used(txn, -self._decode(meta.key, meta.version, old).meta.size)
+                self._adjust_used(-self._decode(meta.key, meta.version, old).meta.size)
                 self._changed.append((meta.key, meta.version))
             txn.put(okey, record, db=self._objects)
             txn.put(okey, stamp, db=self._pending)
             self._codec.remember(txn, meta.key, okey[:-9])
-            self._adjust_used(txn, meta.size)
+            self._adjust_used(meta.size)
 
         return op
 
@@ -462,7 +458,7 @@ class ValueStore:
         if committed:
             self._used_committed = self.used_bytes
         else:
-            self.used_bytes, self._used_changed = self._used_committed, False
+            self.used_bytes = self._used_committed
         if self._changed:
             changed, self._changed = self._changed, []
             self._hot.forget(changed)

@@ -32,8 +32,6 @@ class UploadFeed:
         self._chunks: deque[bytes] = deque()
         self._first = 0
         self._kept = 0
-        #: Each reader's next chunk index; None once it has stopped reading.
-        self._positions: list[int | None] = []
         self._readers: list[FeedReader] = []
         self._done = False
         self._failed = False
@@ -61,7 +59,7 @@ class UploadFeed:
                         await self._wait()
             except TimeoutError:
                 for reader in self._readers:
-                    if self._positions[reader.slot] == rear:
+                    if reader.position == rear:
                         reader.stuck()
 
     def finish(self) -> None:
@@ -80,24 +78,22 @@ class UploadFeed:
 
     def reader(self) -> FeedReader:
         """A reader from the first byte; register them all before the first `put`."""
-        self._positions.append(self._first)
-        reader = FeedReader(self, len(self._positions) - 1)
+        reader = FeedReader(self, self._first)
         self._readers.append(reader)
         return reader
 
     async def _chunks_of(self, reader: FeedReader) -> AsyncIterator[bytes]:
-        slot = reader.slot
         loop = asyncio.get_running_loop()
         try:
             while True:
                 if self._failed:
                     raise OSError("the upload being copied failed")
-                index = self._positions[slot]
+                index = reader.position
                 if index is None:
                     return
                 if index < self._first + len(self._chunks):
                     chunk = self._chunks[index - self._first]
-                    self._positions[slot] = index + 1
+                    reader.position = index + 1
                     self._trim()
                     # The request comes back for the next chunk once this one is sent: if it
                     # does not within `patience`, the replica is taking nothing.
@@ -111,16 +107,16 @@ class UploadFeed:
                 else:
                     await self._wait()
         finally:
-            self._leave(slot)
+            self._leave(reader)
 
-    def _leave(self, slot: int) -> None:
-        if self._positions[slot] is not None:
-            self._positions[slot] = None
+    def _leave(self, reader: FeedReader) -> None:
+        if reader.position is not None:
+            reader.position = None
             self._trim()
 
     def _trim(self) -> None:
         """Drop the chunks every reader has taken; wake the upload when it has room again."""
-        live = [index for index in self._positions if index is not None]
+        live = [r.position for r in self._readers if r.position is not None]
         low = min(live, default=self._first + len(self._chunks))
         before = self._kept
         while self._first < low and self._chunks:
@@ -146,9 +142,10 @@ class FeedReader:
     request is over, whatever its outcome (the feed then keeps nothing for it); `on_stuck`
     runs if the request stops taking chunks for the feed's `patience`."""
 
-    def __init__(self, feed: UploadFeed, slot: int) -> None:
+    def __init__(self, feed: UploadFeed, position: int) -> None:
         self._feed = feed
-        self.slot = slot
+        #: The index of the next chunk to take; None once the reader has stopped.
+        self.position: int | None = position
         self.on_stuck: Callable[[], object] | None = None
 
     def chunks(self) -> AsyncIterator[bytes]:
@@ -160,4 +157,4 @@ class FeedReader:
             self.on_stuck()
 
     def close(self) -> None:
-        self._feed._leave(self.slot)
+        self._feed._leave(self)
